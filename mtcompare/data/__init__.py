@@ -1,0 +1,1 @@
+"""Corpora in, prepared corpora out: reading, cleaning, splitting, shared tokenisation."""

@@ -1,0 +1,1 @@
+"""Evaluation: sacreBLEU metrics and reports."""

@@ -1,0 +1,1 @@
+"""Neural MT: LSTM encoder-decoder with attention, training and search."""

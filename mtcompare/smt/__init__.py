@@ -1,0 +1,1 @@
+"""Phrase-based statistical MT: alignment, phrase table, language model, decoder."""

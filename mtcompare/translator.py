@@ -1,0 +1,53 @@
+"""The one seam between systems and the evaluation harness.
+
+Both systems (and any external one) meet the harness through
+:class:`Translator`: raw text lines in, raw detokenised lines out, same
+count, same order. Tokenisation happens inside, through the shared
+:mod:`mtcompare.data.tokenize` preprocessor.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from mtcompare.errors import MtcError
+
+MODEL_INFO = "model.json"
+
+
+class Translator(Protocol):
+    name: str
+
+    def translate(self, lines: Sequence[str]) -> list[str]: ...
+
+
+def write_model_info(model_dir: Path, kind: str, **extra: object) -> None:
+    """Record which kind of system a model directory holds."""
+    info = {"kind": kind, **extra}
+    path = Path(model_dir) / MODEL_INFO
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_translator(model_dir: str | Path) -> Translator:
+    """Load an SMT or NMT model directory as a :class:`Translator`."""
+    model_dir = Path(model_dir)
+    info_path = model_dir / MODEL_INFO
+    if not info_path.is_file():
+        raise MtcError(
+            f"{model_dir}: not a model directory (no {MODEL_INFO}); "
+            "train one with 'mtcompare train smt|nmt PREPARED --out DIR'"
+        )
+    kind = json.loads(info_path.read_text(encoding="utf-8")).get("kind")
+    if kind == "smt":
+        from mtcompare.smt.model import SMTTranslator
+
+        return SMTTranslator.load(model_dir)
+    if kind == "nmt":
+        from mtcompare.nmt.translator import NMTTranslator
+
+        return NMTTranslator.load(model_dir)
+    raise MtcError(f"{info_path}: unknown model kind {kind!r}; expected 'smt' or 'nmt'")
