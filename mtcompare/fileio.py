@@ -1,0 +1,80 @@
+"""Reading user text safely and writing outputs atomically.
+
+Every output goes to a temporary file beside its target and is renamed into
+place, so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+from mtcompare.errors import MtcError
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file, without line ends.
+
+    A byte-order mark and CRLF line ends are accepted. Invalid UTF-8 raises
+    :class:`MtcError` naming the file and the line.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise MtcError(f"{path}: cannot read ({error.strerror})") from None
+    return decode_lines(data, str(path))
+
+
+def decode_lines(data: bytes, source: str) -> list[str]:
+    """Split bytes into lines and decode each as UTF-8, naming ``source`` on error."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()
+    lines = []
+    for number, raw in enumerate(raw_lines, start=1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise MtcError(
+                f"{source}:{number}: not valid UTF-8 (byte {error.start + 1} of the line); "
+                "convert the file to UTF-8, e.g. with iconv"
+            ) from None
+    return lines
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    binary = "b" in mode
+    try:
+        with os.fdopen(handle, mode, **({} if binary else {"encoding": "utf-8"})) as stream:
+            yield stream
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    """Write one line per item atomically."""
+    with atomic_open(path) as stream:
+        for line in lines:
+            stream.write(line + "\n")
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically."""
+    with atomic_open(path) as stream:
+        stream.write(text)
