@@ -1,0 +1,239 @@
+"""The ``mtcompare`` command line: parse options, call the library.
+
+Each command is a thin layer over one library function. Errors a user
+caused (:class:`~mtcompare.errors.MtcError`) print as one line and exit with
+status 2; Ctrl-C exits with 130 after the stage in progress has left only
+whole files behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+# PyTorch's OpenMP threads spin-wait by default; on a busy 2-core machine two
+# threads then run several times slower than one. This must be set before
+# torch is imported anywhere.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+import click  # noqa: E402
+
+from mtcompare import __version__  # noqa: E402
+from mtcompare.errors import MtcError  # noqa: E402
+
+logger = logging.getLogger("mtcompare")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning user errors into one line."""
+    try:
+        cli.main(args=argv, prog_name="mtcompare", standalone_mode=False)
+    except MtcError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished files are kept, re-run to resume", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="mtcompare")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Phrase-based SMT and LSTM NMT, side by side on one corpus."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S", stream=sys.stderr,
+    )
+
+
+# ---- prepare -------------------------------------------------------------
+
+@cli.command()
+@click.argument("corpus", required=False)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the prepared corpus to.")
+@click.option("--train-size", type=click.IntRange(min=1),
+              help="Keep only the first N cleaned training pairs.")
+@click.option("--src", type=click.Path(dir_okay=False), help="Line-aligned source file.")
+@click.option("--tgt", type=click.Path(dir_okay=False), help="Line-aligned target file.")
+@click.option("--tsv", type=click.Path(dir_okay=False), help="TSV file: source<TAB>target.")
+@click.option("--tmx", type=click.Path(dir_okay=False), help="TMX translation memory.")
+@click.option("--src-lang", default="es", show_default=True, help="Source language code.")
+@click.option("--tgt-lang", default="en", show_default=True, help="Target language code.")
+@click.option("--dev-src", type=click.Path(dir_okay=False))
+@click.option("--dev-tgt", type=click.Path(dir_okay=False))
+@click.option("--test-src", type=click.Path(dir_okay=False))
+@click.option("--test-tgt", type=click.Path(dir_okay=False))
+@click.option("--dev-size", default=1000, show_default=True,
+              help="Dev pairs of a seeded split (user corpora without dev files).")
+@click.option("--test-size", default=1000, show_default=True,
+              help="Test pairs of a seeded split.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the split.")
+@click.option("--max-length", default=80, show_default=True,
+              help="Drop training pairs with more tokens on a side.")
+@click.option("--max-ratio", default=9.0, show_default=True,
+              help="Drop training pairs whose length ratio is larger.")
+@click.option("--case", type=click.Choice(["truecase", "lowercase", "none"]),
+              default="truecase", show_default=True)
+def prepare(corpus: str | None, out_dir: str, **options: object) -> None:
+    """Read, split, tokenise and clean a corpus into OUT.
+
+    CORPUS is 'bible-es-en' (the default, from the installed SWORD modules);
+    give --src/--tgt, --tsv or --tmx for your own files instead.
+    """
+    from mtcompare.data.prepare import BIBLE, PrepareConfig, prepare as run_prepare
+
+    user_files = any(options[key] for key in ("src", "tgt", "tsv", "tmx"))
+    if corpus and user_files:
+        raise MtcError(f"give either a corpus name ({corpus!r}) or files, not both")
+    config = PrepareConfig(corpus="files" if user_files else (corpus or BIBLE), **options)
+    manifest = run_prepare(config, Path(out_dir))
+    counts = manifest["counts"]
+    click.echo(f"prepared {out_dir}: {counts['train']:,} train, {counts['dev']:,} dev, "
+               f"{counts['test']:,} test pairs")
+
+
+# ---- train ---------------------------------------------------------------
+
+@cli.group()
+def train() -> None:
+    """Train a system on a prepared corpus."""
+
+
+def _config_options(function: Callable) -> Callable:
+    function = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                            help="YAML or TOML config file.")(function)
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                        help="Override one config setting (repeatable).")(function)
+
+
+@train.command("smt")
+@click.argument("prepared", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@_config_options
+def train_smt_command(prepared: str, out_dir: str, config_path: str | None,
+                      overrides: tuple[str, ...]) -> None:
+    """Train the phrase-based system on PREPARED."""
+    from mtcompare.config import build_config
+    from mtcompare.smt.model import SMTConfig, train_smt
+
+    config = build_config(SMTConfig, config_path, overrides)
+    train_smt(Path(prepared), Path(out_dir), config)
+    click.echo(f"SMT model written to {out_dir}")
+
+
+@train.command("nmt")
+@click.argument("prepared", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Wall-clock budget of training, validation included.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
+@_config_options
+def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
+                      threads: int | None, config_path: str | None,
+                      overrides: tuple[str, ...]) -> None:
+    """Train the LSTM encoder-decoder on PREPARED (resumes if OUT has a checkpoint)."""
+    from mtcompare.config import build_config
+    from mtcompare.nmt.train import NMTConfig, train_nmt
+
+    config = build_config(NMTConfig, config_path, overrides,
+                          max_minutes=max_minutes, threads=threads)
+    train_nmt(Path(prepared), Path(out_dir), config)
+    click.echo(f"NMT model written to {out_dir}")
+
+
+# ---- translate / evaluate --------------------------------------------------
+
+@cli.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
+              help="Raw source text, one segment a line (default: stdin).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
+              help="Where to write translations (default: stdout).")
+def translate(model: str, input_path: str | None, output_path: str | None) -> None:
+    """Translate raw text with a trained SMT or NMT MODEL, line by line."""
+    from mtcompare.fileio import decode_lines, read_lines, write_lines
+    from mtcompare.translator import load_translator
+
+    if input_path:
+        lines = read_lines(input_path)
+    else:
+        lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
+    translator = load_translator(model)
+    translations = translator.translate(lines)
+    if len(translations) != len(lines):
+        raise MtcError(f"internal error: {len(lines)} lines in, {len(translations)} out")
+    if output_path:
+        write_lines(output_path, translations)
+    else:
+        sys.stdout.write("".join(line + "\n" for line in translations))
+        sys.stdout.flush()
+
+
+@cli.command()
+@click.option("--ref", "reference", required=True, type=click.Path(dir_okay=False),
+              help="Raw reference translation, one segment a line.")
+@click.argument("hypotheses", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def evaluate(reference: str, hypotheses: tuple[str, ...]) -> None:
+    """Score detokenised HYPOTHESES against the raw reference with sacreBLEU."""
+    from mtcompare.eval.metrics import score_corpus
+    from mtcompare.fileio import read_lines
+
+    references = read_lines(reference)
+    for path in hypotheses:
+        hypothesis = read_lines(path)
+        if len(hypothesis) != len(references):
+            raise MtcError(f"{path} has {len(hypothesis):,} lines but {reference} has "
+                           f"{len(references):,}; translate every reference line")
+        scores = score_corpus(hypothesis, references)
+        for score in scores.values():
+            click.echo(f"{path}\t{score.metric}\t{score.score:.2f}\t{score.signature}")
+
+
+# ---- benchmark -------------------------------------------------------------
+
+@cli.command()
+@click.argument("corpus", required=False, default="bible-es-en")
+@click.option("--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory; re-running skips the stages already done.")
+@click.option("--train-size", type=click.IntRange(min=1),
+              help="Use only the first N training pairs (quick runs).")
+@click.option("--nmt-minutes", default=30.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="NMT training budget in minutes.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
+              help="CPU threads/processes for training and decoding.")
+@click.option("--smt-set", multiple=True, metavar="KEY=VALUE",
+              help="Override an SMT config setting (repeatable).")
+@click.option("--nmt-set", multiple=True, metavar="KEY=VALUE",
+              help="Override an NMT config setting (repeatable).")
+def benchmark(corpus: str, run_dir: str, train_size: int | None, nmt_minutes: float,
+              threads: int, smt_set: tuple[str, ...], nmt_set: tuple[str, ...]) -> None:
+    """Prepare CORPUS, train both systems, translate the test set, write a report."""
+    from mtcompare.benchmark import BenchmarkOptions, run_benchmark
+
+    options = BenchmarkOptions(corpus=corpus, train_size=train_size,
+                               nmt_minutes=nmt_minutes, threads=threads,
+                               smt_overrides=smt_set, nmt_overrides=nmt_set)
+    summary = run_benchmark(Path(run_dir), options)
+    click.echo(summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The trained NMT model behind the :class:`mtcompare.translator.Translator` seam.
+
+Raw text goes through the shared preprocessor (normalise, tokenise,
+truecase), SentencePiece splits the tokens into pieces, beam search
+(:mod:`mtcompare.nmt.search`) translates batches of sentences of similar
+length, and the way back is the same in reverse: pieces to tokens to raw
+text. Empty lines give empty lines without touching the model, and a source
+longer than the longest training pair is cut to that length rather than
+refused, so a caller always gets one output line per input line.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from mtcompare.data.subword import SubwordModel
+from mtcompare.errors import MtcError
+from mtcompare.nmt.model import ModelConfig, Seq2Seq
+from mtcompare.nmt.search import SearchConfig, translate_ids
+from mtcompare.nmt.train import CONFIG_FILE, LAST_CHECKPOINT, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+class NMTTranslator:
+    """Translate raw text lines with a model directory written by ``train_nmt``."""
+
+    name = "nmt"
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        source_preprocessor,
+        target_preprocessor,
+        source_subwords: SubwordModel,
+        target_subwords: SubwordModel,
+        search: SearchConfig,
+        max_source_length: int,
+        device: torch.device,
+        batch_tokens: int = 4000,
+    ):
+        self.model = model.eval()
+        self.source_preprocessor = source_preprocessor
+        self.target_preprocessor = target_preprocessor
+        self.source_subwords = source_subwords
+        self.target_subwords = target_subwords
+        self.search = search
+        self.max_source_length = max_source_length
+        self.device = device
+        self.batch_tokens = batch_tokens
+
+    @classmethod
+    def load(cls, model_dir: str | Path, beam_size: int | None = None) -> "NMTTranslator":
+        """Load ``model_dir``; ``beam_size`` overrides the one in its config."""
+        from mtcompare.data.tokenize import Preprocessor
+
+        model_dir = Path(model_dir)
+        config_path = model_dir / CONFIG_FILE
+        if not config_path.is_file():
+            raise MtcError(f"{model_dir}: no {CONFIG_FILE}; the NMT model is incomplete, "
+                           "train it again with 'mtcompare train nmt'")
+        settings = json.loads(config_path.read_text(encoding="utf-8"))
+        nmt, src_lang, tgt_lang = settings["nmt"], settings["src_lang"], settings["tgt_lang"]
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        checkpoint_path = model_dir / settings["checkpoint"]
+        if not checkpoint_path.is_file():
+            checkpoint_path = model_dir / LAST_CHECKPOINT
+        checkpoint = load_checkpoint(checkpoint_path, device)
+        model = Seq2Seq(ModelConfig(**checkpoint["model_config"])).to(device)
+        model.load_state_dict(checkpoint["model"])
+        search = SearchConfig(
+            beam_size=beam_size or nmt["beam_size"],
+            length_penalty=nmt["length_penalty"],
+            max_length_ratio=nmt["max_length_ratio"],
+            max_length_extra=nmt["max_length_extra"],
+        )
+        logger.info("loaded NMT model %s (step %s), beam size %d", checkpoint_path,
+                    f"{checkpoint['progress']['step']:,}", search.beam_size)
+        return cls(
+            model,
+            Preprocessor.load(model_dir / f"preprocess.{src_lang}.json"),
+            Preprocessor.load(model_dir / f"preprocess.{tgt_lang}.json"),
+            SubwordModel.load(model_dir / f"spm.{src_lang}.model"),
+            SubwordModel.load(model_dir / f"spm.{tgt_lang}.model"),
+            search,
+            nmt["max_length"],
+            device,
+        )
+
+    def translate(self, lines: Sequence[str]) -> list[str]:
+        """Raw lines in, raw translations out: same count, same order."""
+        start = time.monotonic()
+        sources = []
+        truncated = 0
+        for line in lines:
+            tokens = self.source_preprocessor.encode(line) if line.strip() else []
+            ids = self.source_subwords.encode_ids(" ".join(tokens)) if tokens else []
+            if len(ids) > self.max_source_length:
+                truncated += 1
+                ids = ids[: self.max_source_length]
+            sources.append(ids)
+        if truncated:
+            logger.warning("cut %d source line(s) to the model's limit of %d pieces",
+                           truncated, self.max_source_length)
+        with torch.inference_mode():
+            outputs = translate_ids(
+                self.model, sources, self.search, self.device, self.batch_tokens
+            )
+        translations = []
+        for source, ids in zip(sources, outputs):
+            if not source:
+                translations.append("")
+                continue
+            tokens = self.target_subwords.decode(ids).split()
+            translations.append(self.target_preprocessor.decode(tokens) if tokens else "")
+        seconds = time.monotonic() - start
+        logger.info("translated %s lines in %.1f s, %.1f lines/s", f"{len(lines):,}",
+                    seconds, len(lines) / max(seconds, 1e-9))
+        return translations

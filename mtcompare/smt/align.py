@@ -1,0 +1,411 @@
+"""Word alignment with IBM Model 1, trained by expectation maximisation.
+
+IBM Model 1 (Brown et al. 1993, "The Mathematics of Statistical Machine
+Translation: Parameter Estimation", section 4.1) explains a target sentence
+f_1 .. f_m as generated from a source sentence e_1 .. e_l plus a NULL word e_0.
+Each target word f_j picks a source position a_j uniformly and is then drawn
+from the translation table t(f_j | e_{a_j}). So, given t, the alignment of one
+target word is independent of the others:
+
+    P(a_j = i | e, f) = t(f_j | e_i) / sum_{i'=0..l} t(f_j | e_i')
+
+EM alternates two steps. The E-step adds this posterior to count(f_j, e_i) for
+every target token and every source position, so a word that occurs twice in a
+sentence contributes twice (Brown et al. 1993, eq. 12). The M-step sets
+t(f | e) = count(f, e) / sum_f' count(f', e). Training starts from t uniform
+over the target words that co-occur with each source word.
+
+The E-step here has no per-word Python loop. The corpus is cut into chunks of
+sentences; for each chunk, flat numpy arrays list every (sentence, target
+position, source position) link, each link carrying the id of its
+co-occurring (source word, target word) pair. One iteration then gathers t for
+all links, sums it per target token with ``np.add.reduceat``, divides, and
+scatters the posteriors onto the pair counts with ``np.bincount``. The pair ids
+of each chunk are computed once and reused in every iteration.
+
+The translation table is sparse: ``pair_keys`` holds, sorted, one integer key
+per co-occurring pair (``source_id * key_base + target_id``) and
+``pair_probabilities`` the matching t values; a lookup is a binary search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from mtcompare.progress import progress
+
+logger = logging.getLogger(__name__)
+
+NULL_WORD = "<null>"
+
+# A chunk holds at most this many links (target tokens x source positions),
+# so the per-chunk float arrays stay near 30 MB each.
+LINKS_PER_CHUNK = 1 << 22
+
+
+@dataclass
+class IBMModel1:
+    """A trained IBM Model 1 translation table t(target word | source word).
+
+    ``source_vocab`` maps words to ids, with id 0 the NULL word ``"<null>"``.
+    ``pair_keys`` is sorted and holds ``source_id * key_base + target_id`` for
+    every pair of words that co-occurred in training; ``pair_probabilities``
+    holds t(target | source) for the same pairs. Pairs not listed have t = 0.
+    """
+
+    source_vocab: dict[str, int]
+    target_vocab: dict[str, int]
+    pair_keys: np.ndarray  # (n_pairs,) int64, sorted
+    pair_probabilities: np.ndarray  # (n_pairs,) float64
+
+    @property
+    def key_base(self) -> int:
+        """Multiplier of the source id in a pair key.
+
+        One more than the target vocabulary, so that an unknown target word can
+        take the id ``len(target_vocab)`` without colliding with a real pair.
+        """
+        return len(self.target_vocab) + 1
+
+    def probability(self, source_word: str | None, target_word: str) -> float:
+        """t(target_word | source_word); ``None`` is the NULL word; 0 if unseen."""
+        source_id = self.source_vocab.get(NULL_WORD if source_word is None else source_word)
+        target_id = self.target_vocab.get(target_word)
+        if source_id is None or target_id is None:
+            return 0.0
+        keys = np.array([source_id * self.key_base + target_id], dtype=np.int64)
+        return float(self._lookup(keys)[0])
+
+    def viterbi_alignment(
+        self, source: Sequence[str], target: Sequence[str]
+    ) -> set[tuple[int, int]]:
+        """Links (source index, target index) of each target word's best source word.
+
+        Each target word is linked to the source position with the highest
+        t(target | source); links to NULL are left out. Ties go to the earliest
+        position, NULL first, so a target word never seen in training stays
+        unaligned.
+        """
+        return align_corpus(self, [source], [target])[0]
+
+    def _lookup(self, keys: np.ndarray) -> np.ndarray:
+        """t for each pair key; 0 for keys of pairs that never co-occurred."""
+        if len(self.pair_keys) == 0:
+            return np.zeros(len(keys))
+        positions = np.searchsorted(self.pair_keys, keys)
+        positions = np.minimum(positions, len(self.pair_keys) - 1)  # (n_keys,)
+        found = self.pair_keys[positions] == keys
+        return np.where(found, self.pair_probabilities[positions], 0.0)
+
+
+def train_ibm1(
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+    iterations: int = 5,
+    *,
+    direction: str = "source->target",
+) -> IBMModel1:
+    """Train t(target | source) by ``iterations`` rounds of EM.
+
+    ``direction`` only names the model in log lines, e.g. ``"es->en"``.
+    """
+    _check_parallel(source, target)
+    source_vocab = _build_vocab(source, first=NULL_WORD)
+    target_vocab = _build_vocab(target)
+    corpus = _EncodedCorpus.encode(source, target, source_vocab, target_vocab)
+    key_base = len(target_vocab) + 1
+
+    start = time.monotonic()
+    pair_keys, chunks = _index_pairs(corpus, key_base)
+    logger.info(
+        "IBM Model 1 %s: %s sentence pairs, %s links, %s co-occurring word pairs "
+        "indexed in %.1f s",
+        direction,
+        f"{len(source):,}",
+        f"{sum(len(chunk.pair_ids) for chunk in chunks):,}",
+        f"{len(pair_keys):,}",
+        time.monotonic() - start,
+    )
+
+    source_of_pair = pair_keys // key_base  # (n_pairs,)
+    probabilities = _uniform_over_cooccurring(source_of_pair, len(source_vocab))
+    for iteration in progress(
+        range(1, iterations + 1), total=iterations, desc=f"IBM Model 1 {direction}",
+        unit="iterations",
+    ):
+        start = time.monotonic()
+        counts, log_likelihood = _expected_counts(chunks, probabilities)
+        probabilities = _normalise_per_source(counts, source_of_pair, len(source_vocab))
+        perplexity = math.exp(-log_likelihood / max(corpus.target_tokens, 1))
+        logger.info(
+            "IBM Model 1 %s iteration %d/%d: %s pairs in %.1f s, perplexity %.1f",
+            direction, iteration, iterations, f"{len(source):,}",
+            time.monotonic() - start, perplexity,
+        )
+    return IBMModel1(source_vocab, target_vocab, pair_keys, probabilities)
+
+
+def align_corpus(
+    model: IBMModel1,
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+) -> list[set[tuple[int, int]]]:
+    """The Viterbi alignment of every sentence pair, as in ``viterbi_alignment``."""
+    _check_parallel(source, target)
+    start = time.monotonic()
+    corpus = _EncodedCorpus.encode(
+        source, target, model.source_vocab, model.target_vocab,
+        unknown_source=len(model.source_vocab), unknown_target=len(model.target_vocab),
+    )
+    alignments: list[set[tuple[int, int]]] = []
+    for chunk in corpus.chunks():
+        links = chunk.links(model.key_base)
+        probabilities = model._lookup(links.pair_keys)  # (n_links,)
+        best_source = _first_maximum_per_group(probabilities, links.group_starts)
+        alignments.extend(_alignment_sets(chunk, best_source))
+    if len(source) > 1:
+        seconds = time.monotonic() - start
+        logger.info(
+            "aligned %s pairs in %.1f s, %s pairs/s",
+            f"{len(source):,}", seconds, f"{len(source) / max(seconds, 1e-9):,.0f}",
+        )
+    return alignments
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _check_parallel(source: Sequence[Sequence[str]], target: Sequence[Sequence[str]]) -> None:
+    if len(source) != len(target):
+        raise ValueError(
+            f"source and target corpora differ in length ({len(source)} vs {len(target)})"
+        )
+
+
+def _build_vocab(corpus: Sequence[Sequence[str]], first: str | None = None) -> dict[str, int]:
+    """Word -> id in order of first occurrence, optionally with ``first`` as id 0."""
+    vocab: dict[str, int] = {} if first is None else {first: 0}
+    for sentence in corpus:
+        for word in sentence:
+            if word not in vocab:
+                vocab[word] = len(vocab)
+    return vocab
+
+
+@dataclass
+class _Links:
+    """Every (target token, source position) link of a chunk, grouped by target token.
+
+    The links of one target token are contiguous, source position ascending,
+    NULL first; ``group_starts`` gives where each target token's links begin.
+    """
+
+    pair_keys: np.ndarray  # (n_links,) int64
+    group_starts: np.ndarray  # (n_target_tokens,) int64
+
+
+@dataclass
+class _Chunk:
+    """A run of sentence pairs as flat id arrays; source sentences start with NULL."""
+
+    source_ids: np.ndarray  # (n_source_tokens + n_sentences,) int64
+    source_lengths: np.ndarray  # (n_sentences,) int64, NULL included
+    target_ids: np.ndarray  # (n_target_tokens,) int64
+    target_lengths: np.ndarray  # (n_sentences,) int64
+
+    def links(self, key_base: int) -> _Links:
+        """Flat arrays over all links: sentence, target position, source position."""
+        links_per_sentence = self.source_lengths * self.target_lengths  # (n_sentences,)
+        n_links = int(links_per_sentence.sum())
+        link_sentence = np.repeat(np.arange(len(links_per_sentence)), links_per_sentence)
+        first_link = np.cumsum(links_per_sentence) - links_per_sentence
+        within_sentence = np.arange(n_links) - first_link[link_sentence]  # (n_links,)
+        source_length = self.source_lengths[link_sentence]
+        target_position = within_sentence // source_length
+        source_position = within_sentence % source_length
+
+        source_starts = np.cumsum(self.source_lengths) - self.source_lengths
+        target_starts = np.cumsum(self.target_lengths) - self.target_lengths
+        source_word = self.source_ids[source_starts[link_sentence] + source_position]
+        target_word = self.target_ids[target_starts[link_sentence] + target_position]
+
+        group_sizes = np.repeat(self.source_lengths, self.target_lengths)  # (n_tokens,)
+        group_starts = np.cumsum(group_sizes) - group_sizes
+        return _Links(source_word * key_base + target_word, group_starts)
+
+
+@dataclass
+class _EncodedCorpus:
+    """A parallel corpus as id arrays, NULL (id 0) prepended to every source sentence."""
+
+    source_ids: np.ndarray
+    source_lengths: np.ndarray
+    target_ids: np.ndarray
+    target_lengths: np.ndarray
+
+    @property
+    def target_tokens(self) -> int:
+        return len(self.target_ids)
+
+    @classmethod
+    def encode(
+        cls,
+        source: Sequence[Sequence[str]],
+        target: Sequence[Sequence[str]],
+        source_vocab: dict[str, int],
+        target_vocab: dict[str, int],
+        unknown_source: int = -1,
+        unknown_target: int = -1,
+    ) -> "_EncodedCorpus":
+        source_ids = [
+            word_id
+            for sentence in source
+            for word_id in (0, *(source_vocab.get(word, unknown_source) for word in sentence))
+        ]
+        target_ids = [
+            target_vocab.get(word, unknown_target) for sentence in target for word in sentence
+        ]
+        return cls(
+            np.array(source_ids, dtype=np.int64),
+            np.array([len(sentence) + 1 for sentence in source], dtype=np.int64),
+            np.array(target_ids, dtype=np.int64),
+            np.array([len(sentence) for sentence in target], dtype=np.int64),
+        )
+
+    def chunks(self) -> Iterator[_Chunk]:
+        """Consecutive runs of sentences with at most ``LINKS_PER_CHUNK`` links each."""
+        links_per_sentence = self.source_lengths * self.target_lengths
+        boundaries = _chunk_boundaries(links_per_sentence, LINKS_PER_CHUNK)
+        source_ends = np.concatenate([[0], np.cumsum(self.source_lengths)])
+        target_ends = np.concatenate([[0], np.cumsum(self.target_lengths)])
+        for first, last in zip(boundaries[:-1], boundaries[1:]):
+            yield _Chunk(
+                self.source_ids[source_ends[first]:source_ends[last]],
+                self.source_lengths[first:last],
+                self.target_ids[target_ends[first]:target_ends[last]],
+                self.target_lengths[first:last],
+            )
+
+
+def _chunk_boundaries(sizes: np.ndarray, budget: int) -> list[int]:
+    """Sentence indices that cut ``sizes`` into runs of total size about ``budget``.
+
+    A single sentence larger than the budget gets a chunk of its own.
+    """
+    boundaries = [0]
+    running = 0
+    for index, size in enumerate(sizes.tolist()):
+        if running and running + size > budget:
+            boundaries.append(index)
+            running = 0
+        running += size
+    boundaries.append(len(sizes))
+    return boundaries
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class _IndexedChunk:
+    """The links of one chunk as ids of co-occurring word pairs."""
+
+    pair_ids: np.ndarray  # (n_links,) int32 or int64
+    group_starts: np.ndarray  # (n_target_tokens,) int64
+    log_uniform: float  # sum over target tokens of log(1 / (source length + 1))
+
+
+def _index_pairs(corpus: _EncodedCorpus, key_base: int) -> tuple[np.ndarray, list[_IndexedChunk]]:
+    """The sorted keys of all co-occurring pairs, and each chunk's links as pair ids."""
+    chunk_keys: list[np.ndarray] = []
+    chunk_inverses: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for chunk in corpus.chunks():
+        links = chunk.links(key_base)
+        unique_keys, inverse = np.unique(links.pair_keys, return_inverse=True)
+        chunk_keys.append(unique_keys)
+        log_uniform = -float(np.sum(chunk.target_lengths * np.log(chunk.source_lengths)))
+        chunk_inverses.append((inverse, links.group_starts, log_uniform))
+    pair_keys = np.unique(np.concatenate(chunk_keys)) if chunk_keys else np.zeros(0, np.int64)
+    id_type = np.int32 if len(pair_keys) < 2**31 else np.int64
+
+    chunks = []
+    for unique_keys, (inverse, group_starts, log_uniform) in zip(chunk_keys, chunk_inverses):
+        global_ids = np.searchsorted(pair_keys, unique_keys).astype(id_type)
+        chunks.append(_IndexedChunk(global_ids[inverse], group_starts, log_uniform))
+    return pair_keys, chunks
+
+
+def _uniform_over_cooccurring(source_of_pair: np.ndarray, n_sources: int) -> np.ndarray:
+    """t(f | e) = 1 / (number of target words co-occurring with e)."""
+    pairs_per_source = np.bincount(source_of_pair, minlength=n_sources)
+    return 1.0 / pairs_per_source[source_of_pair]
+
+
+def _expected_counts(
+    chunks: list[_IndexedChunk], probabilities: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """E-step: expected pair counts, and the corpus log-likelihood under ``probabilities``.
+
+    The log-likelihood is sum_j log(sum_i t(f_j | e_i) / (l + 1)), the IBM
+    Model 1 likelihood without its constant sentence-length term.
+    """
+    counts = np.zeros(len(probabilities))
+    log_likelihood = 0.0
+    for chunk in chunks:
+        if len(chunk.group_starts) == 0:
+            continue
+        link_probabilities = probabilities[chunk.pair_ids]  # (n_links,)
+        token_totals = np.add.reduceat(link_probabilities, chunk.group_starts)  # (n_tokens,)
+        group_sizes = np.diff(np.append(chunk.group_starts, len(link_probabilities)))
+        posteriors = link_probabilities / np.repeat(token_totals, group_sizes)  # (n_links,)
+        counts += np.bincount(chunk.pair_ids, weights=posteriors, minlength=len(counts))
+        log_likelihood += float(np.sum(np.log(token_totals))) + chunk.log_uniform
+    return counts, log_likelihood
+
+
+def _normalise_per_source(
+    counts: np.ndarray, source_of_pair: np.ndarray, n_sources: int
+) -> np.ndarray:
+    """M-step: t(f | e) = count(f, e) / sum_f' count(f', e)."""
+    totals = np.bincount(source_of_pair, weights=counts, minlength=n_sources)
+    return counts / totals[source_of_pair]
+
+
+# ---------------------------------------------------------------- alignment
+
+
+def _first_maximum_per_group(values: np.ndarray, group_starts: np.ndarray) -> np.ndarray:
+    """For each group, the offset inside it of its first largest value."""
+    if len(group_starts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    group_sizes = np.diff(np.append(group_starts, len(values)))
+    group_of_value = np.repeat(np.arange(len(group_starts)), group_sizes)  # (n_values,)
+    maxima = np.maximum.reduceat(values, group_starts)  # (n_groups,)
+    at_maximum = np.flatnonzero(values == maxima[group_of_value])
+    groups = group_of_value[at_maximum]
+    first_in_group = np.ones(len(at_maximum), dtype=bool)
+    first_in_group[1:] = groups[1:] != groups[:-1]
+    return at_maximum[first_in_group] - group_starts
+
+
+def _alignment_sets(chunk: _Chunk, best_source: np.ndarray) -> list[set[tuple[int, int]]]:
+    """Turn each target token's best source position (0 = NULL) into link sets."""
+    alignments = []
+    token = 0
+    best = best_source.tolist()
+    for target_length in chunk.target_lengths.tolist():
+        alignments.append(
+            {
+                (best[token + position] - 1, position)
+                for position in range(target_length)
+                if best[token + position] > 0
+            }
+        )
+        token += target_length
+    return alignments

@@ -1,0 +1,35 @@
+"""Reading user text and writing outputs atomically."""
+
+import pytest
+
+from mtcompare.errors import MtcError
+from mtcompare.fileio import atomic_open, read_lines, write_lines
+
+
+def test_bom_and_crlf_are_accepted(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"\xef\xbb\xbfone\r\ntwo\r\n\r\nfour")
+    assert read_lines(path) == ["one", "two", "", "four"]
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("ok\ncañón\n".encode("latin-1"))
+    with pytest.raises(MtcError, match=r"latin1.txt:2: not valid UTF-8"):
+        read_lines(path)
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(MtcError, match="cannot read"):
+        read_lines(tmp_path / "absent.txt")
+
+
+def test_interrupted_write_leaves_the_old_file(tmp_path):
+    path = tmp_path / "out.txt"
+    write_lines(path, ["old"])
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as stream:
+            stream.write("half")
+            raise RuntimeError("interrupted")
+    assert read_lines(path) == ["old"]
+    assert [item.name for item in tmp_path.iterdir()] == ["out.txt"]
