@@ -24,7 +24,9 @@ OSIS to text
       ``<div>``, ``<chapter>``, ...). Its text is kept and it separates words.
     * *inline* (every other element, e.g. ``<w>``, ``<transChange>``, ``<q>``):
       its text is kept and it vanishes without a trace, so ``“<w>Let</w>``
-      stays ``“Let``.
+      stays ``“Let``. The one exception: an edge of ``<transChange>`` or
+      ``<q>`` that stands between two words with no space becomes a space,
+      because both modules leave that space out there (see ``_SOFT_EDGES``).
 
     Titles marked ``canonical="true"`` are kept: they are the psalm
     superscriptions, which the Hebrew text counts as part of the first verse
@@ -173,11 +175,9 @@ _BLOCK = frozenset(
      "milestone", "table", "row", "cell", "br"}
 )
 # Inline wrappers: their text is kept, the tags vanish. So do the tags of any
-# element not named here; listing the common ones only spares them the stack.
-_INLINE = frozenset(
-    {"w", "transChange", "q", "seg", "name", "hi", "foreign", "divineName",
-     "reference", "index", "abbr", "date", "inscription"}
-)
+# element not named anywhere here; the common ones are named only so that their
+# tags (most of the markup: every word is a <w>) can be removed in one pass.
+_INLINE = ("w", "seg", "name", "hi", "foreign", "divineName", "reference", "index")
 
 # Edges of <transChange> and <q>, marked in the text while it is assembled (the
 # marks are control characters that XML forbids, so the markup cannot hold
@@ -194,13 +194,14 @@ _ENCLITIC_START = re.compile(
     r"\x02)"
 )
 
+_ATTRIBUTES = r"(?:\s+[\w:.-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*"
 _TAG = re.compile(
-    r"<(?P<close>/?)(?P<name>[A-Za-z_][\w:.-]*)"
-    r"(?P<attributes>(?:\s+[\w:.-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)"
+    rf"<(?P<close>/?)(?P<name>[A-Za-z_][\w:.-]*)(?P<attributes>{_ATTRIBUTES})"
     r"\s*(?P<empty>/?)>"
     r"|<!--.*?-->|<\?.*?\?>",
     re.DOTALL,
 )
+_INLINE_TAG = re.compile(rf"</?(?:{'|'.join(_INLINE)}){_ATTRIBUTES}\s*/?>")
 _ATTRIBUTE = re.compile(r"([\w:.-]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _ENTITY = re.compile(r"&(?:#(\d+)|#[xX]([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));")
 _NAMED_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
@@ -219,14 +220,17 @@ def osis_to_text(markup: str) -> str:
     dropping = 0  # how many of the open elements drop their content
     dropped_ranges: set[str] = set()  # sIDs of dropped-range divs now open
     position = 0
+    markup = _INLINE_TAG.sub("", markup)
     for tag in _TAG.finditer(markup):
         if not dropping and not dropped_ranges:
             pieces.append(markup[position : tag.start()])
         position = tag.end()
         close, name, attribute_text, empty = tag.groups()
-        if name in _SOFT_EDGES and not dropping and not dropped_ranges:
-            pieces.append(_SOFT_EDGES[name][bool(close)])
-        if name is None or name in _INLINE:  # inline tags vanish; so do comments
+        if name is None:  # a comment or processing instruction
+            continue
+        if name in _SOFT_EDGES:
+            if not dropping and not dropped_ranges:
+                pieces.append(_SOFT_EDGES[name][bool(close)])
             continue
         if close:
             dropping -= _close_element(open_elements, name)
@@ -275,7 +279,9 @@ def _close_element(open_elements: list[tuple[str, bool]], name: str) -> int:
     return 0
 
 
-def _track_dropped_range(name: str, attributes: dict[str, str], ranges: set[str]) -> None:
+def _track_dropped_range(
+    name: str, attributes: dict[str, str], ranges: set[str]
+) -> None:
     """Open or close a front-matter, introduction or glossary milestone range."""
     if name != "div" or attributes.get("type") not in _DROPPED_DIV_TYPES:
         return
@@ -397,7 +403,8 @@ def _tmx_segments(unit: Element) -> dict[str, str]:
         segment = variant.find("seg")
         if lang is None or segment is None:
             continue
-        segments.setdefault(_primary_subtag(lang), " ".join(_segment_text(segment).split()))
+        text = " ".join(_segment_text(segment).split())
+        segments.setdefault(_primary_subtag(lang), text)
     return segments
 
 

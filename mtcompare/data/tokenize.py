@@ -54,17 +54,19 @@ _SENTENCE_END = {".", "!", "?"}
 _SENTENCE_OPENERS = {"“", "‘", '"', "'", "(", "[", "¿", "¡", "«", "—"}
 # Quotes whose direction the character does not tell.
 _UNDIRECTED_QUOTES = {'"'}
+# Spanish opening question and exclamation marks: Unicode calls them Po.
+_INVERTED_MARKS = {"¿", "¡"}
 # Attachment learned from fewer occurrences than this is not trusted.
-_MIN_ATTACH_COUNT = 3
+_MIN_ATTACH_COUNT = 2
 
 
 @dataclass
 class _Attachment:
-    """How often a token touched its neighbours in the raw training text."""
+    """How often a token touched its word neighbours in the raw training text."""
 
-    left_seen: int = 0  # occurrences with a token before it
+    left_seen: int = 0  # occurrences with a word before it
     left: int = 0  # ... of which with no space between them
-    right_seen: int = 0  # occurrences with a token after it
+    right_seen: int = 0  # occurrences with a word after it
     right: int = 0  # ... of which with no space between them
 
 
@@ -175,11 +177,7 @@ class Preprocessor:
 
     def _attaches(self, token: str) -> tuple[bool, bool]:
         learned = self.attachment.get(token)
-        if learned is not None:
-            return learned
-        if token[:1] in _APOSTROPHES and token[1:].isalpha():
-            return (True, False)  # a clitic such as 's or ’ll, unseen in training
-        return (False, False)
+        return learned if learned is not None else _default_attachment(token)
 
     # ---- persistence -----------------------------------------------------
 
@@ -280,15 +278,14 @@ def _learn_truecase_forms(corpus: Iterable[Sequence[str]]) -> dict[str, str]:
 def _learn_attachment(
     texts: Iterable[str], corpus: Iterable[Sequence[str]]
 ) -> dict[str, tuple[bool, bool]]:
-    """For each punctuation token, whether it usually touches its neighbours.
+    """For each punctuation token, whether it usually touches its word neighbours.
 
-    A token's habit is read from its word neighbours where it has enough of
-    them: ")" is followed by "," so often that counting every neighbour would
-    make it attach to the next word too. Tokens that mostly stand next to
-    other punctuation (the "”" of ``.”``) fall back to all their neighbours.
+    Only word neighbours are evidence: in ``.”`` either token could be the
+    one that attaches, and ")" is followed by "," so often that counting it
+    would make ")" attach to the next word too. A side with too little
+    evidence takes the default of the token's Unicode category.
     """
-    by_word: dict[str, _Attachment] = defaultdict(_Attachment)
-    by_any: dict[str, _Attachment] = defaultdict(_Attachment)
+    stats: dict[str, _Attachment] = defaultdict(_Attachment)
     for text, tokens in zip(texts, corpus):
         spans = _token_spans(text, tokens)
         if spans is None:
@@ -298,31 +295,40 @@ def _learn_attachment(
             if words[index]:
                 continue
             start, end = spans[index]
-            if index > 0:
-                touches = text[start - 1] != " "
-                for stats, counted in ((by_any, True), (by_word, words[index - 1])):
-                    if counted:
-                        stats[token].left_seen += 1
-                        stats[token].left += touches
-            if index + 1 < len(tokens):
-                touches = text[end] != " "
-                for stats, counted in ((by_any, True), (by_word, words[index + 1])):
-                    if counted:
-                        stats[token].right_seen += 1
-                        stats[token].right += touches
-    return {token: _habit(by_word[token], record) for token, record in by_any.items()
+            record = stats[token]
+            if index > 0 and words[index - 1]:
+                record.left_seen += 1
+                record.left += text[start - 1] != " "
+            if index + 1 < len(tokens) and words[index + 1]:
+                record.right_seen += 1
+                record.right += text[end] != " "
+    return {token: _habit(token, record) for token, record in stats.items()
             if record.left_seen + record.right_seen >= _MIN_ATTACH_COUNT}
 
 
-def _habit(by_word: _Attachment, by_any: _Attachment) -> tuple[bool, bool]:
-    """(attaches left, attaches right), from word neighbours where there are enough."""
-    left = by_word if by_word.left_seen >= _MIN_ATTACH_COUNT else by_any
-    right = by_word if by_word.right_seen >= _MIN_ATTACH_COUNT else by_any
-    return (_mostly(left.left, left.left_seen), _mostly(right.right, right.right_seen))
+def _habit(token: str, record: _Attachment) -> tuple[bool, bool]:
+    """(attaches left, attaches right) from evidence, else from the default."""
+    default_left, default_right = _default_attachment(token)
+    left = (record.left * 2 > record.left_seen if record.left_seen >= _MIN_ATTACH_COUNT
+            else default_left)
+    right = (record.right * 2 > record.right_seen if record.right_seen >= _MIN_ATTACH_COUNT
+             else default_right)
+    return (left, right)
 
 
-def _mostly(count: int, seen: int) -> bool:
-    return seen > 0 and count * 2 > seen
+def _default_attachment(token: str) -> tuple[bool, bool]:
+    """Opening brackets and quotes attach right (Unicode Ps, Pi, and ¿ ¡), closing
+    ones and sentence punctuation left (Pe, Pf, Po)."""
+    if token[:1] in _APOSTROPHES and token[1:].isalpha():
+        return (True, False)  # a clitic such as 's or ’ll
+    if len(token) != 1:
+        return (False, False)
+    category = unicodedata.category(token)
+    if category in ("Ps", "Pi") or token in _INVERTED_MARKS:
+        return (False, True)
+    if category in ("Pe", "Pf", "Po"):
+        return (True, False)
+    return (False, False)
 
 
 def _token_spans(text: str, tokens: Sequence[str]) -> list[tuple[int, int]] | None:
