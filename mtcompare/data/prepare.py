@@ -21,7 +21,7 @@ from mtcompare import __version__
 from mtcompare.data import corpus as corpora
 from mtcompare.data.clean import clean_pairs, normalize_text
 from mtcompare.data.corpus import Pair
-from mtcompare.data.split import bible_split, seeded_split
+from mtcompare.data.split import SPLITS, bible_split, seeded_split, split_pairs
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.fileio import write_lines, write_text
@@ -29,7 +29,6 @@ from mtcompare.fileio import write_lines, write_text
 logger = logging.getLogger(__name__)
 
 BIBLE = "bible-es-en"
-SPLITS = ("train", "dev", "test")
 MANIFEST = "manifest.json"
 
 
@@ -135,7 +134,7 @@ def _read_splits(config: PrepareConfig) -> tuple[dict[str, list[Pair]], dict[str
         pairs = corpora.read_bible()
         labels = [bible_split(pair.ref) for pair in pairs]
         inputs = {"bible-es-en (SWORD spaRV1909eb, engWEB2015eb)": _hash_pairs(pairs)}
-        return _group(pairs, labels), inputs
+        return split_pairs(pairs, labels), inputs
     if config.corpus != "files":
         raise MtcError(f"unknown corpus {config.corpus!r}; valid: {BIBLE}, or give files")
 
@@ -156,7 +155,7 @@ def _read_splits(config: PrepareConfig) -> tuple[dict[str, list[Pair]], dict[str
             "lower --dev-size/--test-size or give dev and test files"
         )
     labels = seeded_split(len(pairs), config.dev_size, config.test_size, config.seed)
-    return _group(pairs, labels), inputs
+    return split_pairs(pairs, labels), inputs
 
 
 def _read_user_pairs(
@@ -176,13 +175,6 @@ def _read_user_pairs(
     if tsv:
         return corpora.read_tsv(tsv), {tsv: _hash_file(tsv)}
     return corpora.read_tmx(tmx, config.src_lang, config.tgt_lang), {tmx: _hash_file(tmx)}
-
-
-def _group(pairs: list[Pair], labels: list[str]) -> dict[str, list[Pair]]:
-    splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
-    for pair, label in zip(pairs, labels):
-        splits[label].append(pair)
-    return splits
 
 
 def _train_preprocessors(
