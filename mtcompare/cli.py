@@ -171,11 +171,11 @@ def translate(model: str, input_path: str | None, output_path: str | None) -> No
     from mtcompare.fileio import decode_lines, read_lines, write_lines
     from mtcompare.translator import load_translator
 
+    translator = load_translator(model)
     if input_path:
         lines = read_lines(input_path)
     else:
         lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-    translator = load_translator(model)
     translations = translator.translate(lines)
     if len(translations) != len(lines):
         raise MtcError(f"internal error: {len(lines)} lines in, {len(translations)} out")

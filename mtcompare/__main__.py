@@ -1,0 +1,5 @@
+"""``python -m mtcompare`` runs the command line."""
+
+from mtcompare.cli import main
+
+main()

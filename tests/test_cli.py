@@ -1,0 +1,70 @@
+"""The command line: user errors are one line with exit status 2, never a traceback."""
+
+import pytest
+
+from mtcompare.cli import main
+
+
+def run(argv, capsys):
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_mismatched_line_counts(tmp_path, capsys):
+    (tmp_path / "a.de").write_text("eins\nzwei\n", encoding="utf-8")
+    (tmp_path / "a.en").write_text("one\n", encoding="utf-8")
+    code, _, err = run(["prepare", "--out", str(tmp_path / "prep"), "--src",
+                        str(tmp_path / "a.de"), "--tgt", str(tmp_path / "a.en")], capsys)
+    _assert_one_line_error(code, err, "a.de", "a.en")
+    assert not (tmp_path / "prep").exists()
+
+
+def test_invalid_utf8_names_the_line(tmp_path, capsys):
+    (tmp_path / "a.de").write_bytes("eins\nzwei\n".encode())
+    (tmp_path / "a.en").write_bytes("one\nt\xe9o\n".encode("latin-1"))
+    code, _, err = run(["prepare", "--out", str(tmp_path / "prep"), "--src",
+                        str(tmp_path / "a.de"), "--tgt", str(tmp_path / "a.en")], capsys)
+    _assert_one_line_error(code, err, "a.en:2")
+
+
+def test_translate_with_something_that_is_no_model(tmp_path, capsys):
+    code, _, err = run(["translate", str(tmp_path)], capsys)
+    _assert_one_line_error(code, err, "not a model directory")
+
+
+def test_unknown_config_key_lists_valid_ones(tmp_path, capsys):
+    code, _, err = run(["train", "nmt", str(tmp_path), "--out", str(tmp_path / "m"),
+                        "--set", "no_such_key=1"], capsys)
+    _assert_one_line_error(code, err, "no_such_key", "valid:")
+
+
+def test_evaluate_prints_bleu_and_chrf_with_signatures(tmp_path, capsys):
+    reference = tmp_path / "ref.en"
+    reference.write_text("The king went home.\nHe said, “Go.”\n", encoding="utf-8")
+    code, out, _ = run(["evaluate", "--ref", str(reference), str(reference)], capsys)
+    assert code == 0
+    assert "BLEU\t100.00\tnrefs:1|case:mixed" in out
+    assert "chrF\t100.00" in out
+
+
+def test_evaluate_line_count_mismatch(tmp_path, capsys):
+    reference = tmp_path / "ref.en"
+    reference.write_text("one\ntwo\n", encoding="utf-8")
+    hypothesis = tmp_path / "hyp.en"
+    hypothesis.write_text("one\n", encoding="utf-8")
+    code, _, err = run(["evaluate", "--ref", str(reference), str(hypothesis)], capsys)
+    _assert_one_line_error(code, err, "hyp.en has 1 lines")
