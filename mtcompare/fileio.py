@@ -60,11 +60,19 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     try:
         with os.fdopen(handle, mode, **({} if binary else {"encoding": "utf-8"})) as stream:
             yield stream
+        # mkstemp creates the file as 0600; give it the mode a plain open() would.
+        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_lines(path: str | Path, lines: Iterable[str]) -> None:

@@ -33,3 +33,13 @@ def test_interrupted_write_leaves_the_old_file(tmp_path):
             raise RuntimeError("interrupted")
     assert read_lines(path) == ["old"]
     assert [item.name for item in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = tmp_path / "out.txt"
+    write_lines(path, ["x"])
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
