@@ -111,13 +111,17 @@ def test_arpa_round_trip_gives_identical_scores(tmp_path, name):
 
 def test_arpa_errors_name_file_and_line(tmp_path):
     path = tmp_path / "bad.arpa"
-    path.write_text("\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n\\end\\\n", encoding="utf-8")
+    path.write_text(
+        "\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0\n\\end\\\n", encoding="utf-8"
+    )
     with pytest.raises(MtcError, match=r"bad.arpa:5"):
         NGramLanguageModel.read_arpa(path)
 
 
 def _kenlm_sentences(name: str) -> list[list[str]]:
-    return [line.split() for line in (KENLM / name).read_text(encoding="utf-8").splitlines()]
+    return [
+        line.split() for line in (KENLM / name).read_text(encoding="utf-8").splitlines()
+    ]
 
 
 @pytest.mark.skipif(not KENLM.is_dir(), reason=f"no KenLM fixture at {KENLM}")

@@ -55,7 +55,7 @@ import math
 import multiprocessing
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 from mtcompare.errors import MtcError
 from mtcompare.progress import progress
@@ -71,8 +71,20 @@ UNKNOWN_WORD_PENALTY = -100.0
 # Phrase-table probabilities are floored before taking logs.
 PROBABILITY_FLOOR = 1e-20
 
-# A translation option: target words, weighted score without LM, LM estimate.
-Option = tuple[tuple[str, ...], float, float]
+
+class Option(NamedTuple):
+    """One translation of a source span, with everything that is known before
+    the search: the weighted features that need no context and the parts of
+    the LM score that do not depend on the words before the phrase."""
+
+    target: tuple[str, ...]
+    static_score: float  # weighted phrase features, penalties
+    lm_estimate: float  # LM log prob without context, for the future cost
+    lm_head: tuple[str, ...]  # the first n-1 words, whose LM score needs context
+    lm_tail_score: float  # LM log prob of the later words, given the head
+    lm_tail_state: LMState | None  # LM state after the phrase; None if it needs context
+
+
 # A hypothesis: (score + future cost, score, coverage, last end, LM state,
 # previous hypothesis, target words of its last phrase).
 Hypothesis = tuple
@@ -116,9 +128,13 @@ class DecoderConfig:
             if value < low
         ]
         if self.beam_threshold <= 0:
-            problems.append(f"beam_threshold must be positive, got {self.beam_threshold}")
+            problems.append(
+                f"beam_threshold must be positive, got {self.beam_threshold}"
+            )
         if len(self.weights.phrase) != 4:
-            problems.append(f"weights.phrase needs 4 weights, got {len(self.weights.phrase)}")
+            problems.append(
+                f"weights.phrase needs 4 weights, got {len(self.weights.phrase)}"
+            )
         if problems:
             raise MtcError("decoder settings: " + "; ".join(problems))
 
@@ -146,7 +162,6 @@ class Decoder:
         self.language_model = language_model
         self.config = config or DecoderConfig()
         self._options_by_source: dict[tuple[str, ...], list[Option]] = {}
-        self._lm_estimates: dict[tuple[str, ...], float] = {}
 
     # -- public API -------------------------------------------------------------
 
@@ -172,7 +187,9 @@ class Decoder:
         if processes <= 1 or len(sentences) < 2:
             results = [
                 self.decode(tokens)
-                for tokens in progress(sentences, len(sentences), "decoding", "sentences")
+                for tokens in progress(
+                    sentences, len(sentences), "decoding", "sentences"
+                )
             ]
         else:
             results = self._decode_in_workers(sentences, processes)
@@ -181,14 +198,20 @@ class Decoder:
         logger.info(
             "decoded %s sentences (%s source words) in %.1f s with %d process(es): "
             "%.2f sentences/s, %.0f words/s",
-            f"{len(sentences):,}", f"{words:,}", elapsed, max(processes, 1),
-            len(sentences) / elapsed, words / elapsed,
+            f"{len(sentences):,}",
+            f"{words:,}",
+            elapsed,
+            max(processes, 1),
+            len(sentences) / elapsed,
+            words / elapsed,
         )
         return results
 
     # -- translation options ----------------------------------------------------
 
-    def _span_options(self, tokens: tuple[str, ...]) -> dict[tuple[int, int], list[Option]]:
+    def _span_options(
+        self, tokens: tuple[str, ...]
+    ) -> dict[tuple[int, int], list[Option]]:
         """Options for every span with a translation; unknown single words copied."""
         longest = max(self.phrase_table.max_source_length, 1)
         options: dict[tuple[int, int], list[Option]] = {}
@@ -217,10 +240,12 @@ class Decoder:
                 - weights.word_penalty * len(entry.target)
                 + weights.phrase_penalty
             )
-            estimate = self._lm_estimate(entry.target)
-            scored.append((entry.target, static, estimate))
+            scored.append(self._make_option(entry.target, static))
         lm_weight = weights.language_model
-        scored.sort(key=lambda option: option[1] + lm_weight * option[2], reverse=True)
+        scored.sort(
+            key=lambda option: option.static_score + lm_weight * option.lm_estimate,
+            reverse=True,
+        )
         options = scored[: self.config.option_limit]
         self._options_by_source[source] = options
         return options
@@ -232,15 +257,18 @@ class Decoder:
             - weights.word_penalty
             + weights.phrase_penalty
         )
-        return ((word,), static, self._lm_estimate((word,)))
+        return self._make_option((word,), static)
 
-    def _lm_estimate(self, target: tuple[str, ...]) -> float:
-        """LM log probability of a phrase without context (first word a unigram)."""
-        estimate = self._lm_estimates.get(target)
-        if estimate is None:
-            estimate = self.language_model.score_words((), target)[0]
-            self._lm_estimates[target] = estimate
-        return estimate
+    def _make_option(self, target: tuple[str, ...], static_score: float) -> Option:
+        """Split the LM score: words from position n-1 on see only phrase words."""
+        language_model = self.language_model
+        lm_estimate = language_model.score_words((), target)[0]
+        head_length = language_model.order - 1
+        head = target[:head_length]
+        if len(target) <= head_length:
+            return Option(target, static_score, lm_estimate, head, 0.0, None)
+        tail_score, tail_state = language_model.score_words(head, target[head_length:])
+        return Option(target, static_score, lm_estimate, head, tail_score, tail_state)
 
     def _decode_in_workers(
         self, sentences: Sequence[Sequence[str]], processes: int
@@ -272,7 +300,8 @@ def _future_cost_table(
     future_cost = [[-math.inf] * (length + 1) for _ in range(length + 1)]
     for (start, end), span_options in options.items():
         future_cost[start][end] = max(
-            static + lm_weight * estimate for _, static, estimate in span_options
+            option.static_score + lm_weight * option.lm_estimate
+            for option in span_options
         )
     for span_length in range(2, length + 1):
         for start in range(length - span_length + 1):
@@ -308,10 +337,16 @@ class _Search:
         for (start, end), span_options in sorted(options.items()):
             mask = ((1 << (end - start)) - 1) << start
             self.spans_from[start].append((end, mask, span_options))
-        self.stacks: list[dict[tuple, Hypothesis]] = [{} for _ in range(self.length + 1)]
+        self.stacks: list[dict[tuple, Hypothesis]] = [
+            {} for _ in range(self.length + 1)
+        ]
         self.floors = [-math.inf] * (self.length + 1)
         self.future_by_coverage: dict[int, float] = {}
-        self.lm_cache: dict[tuple[LMState, tuple[str, ...]], tuple[float, LMState]] = {}
+        # LM scores given a state: of a phrase's head, and of single words
+        self.head_cache: dict[
+            tuple[LMState, tuple[str, ...]], tuple[float, LMState]
+        ] = {}
+        self.word_cache: dict[tuple[LMState, str], tuple[float, LMState]] = {}
 
     def run(self) -> Translation:
         state = self.language_model.initial_state()
@@ -344,7 +379,9 @@ class _Search:
 
     def pruned(self, covered: int) -> list[Hypothesis]:
         """The stack's best hypotheses within the beam, best first."""
-        hypotheses = sorted(self.stacks[covered].values(), key=_by_estimate, reverse=True)
+        hypotheses = sorted(
+            self.stacks[covered].values(), key=_by_estimate, reverse=True
+        )
         if not hypotheses:
             return []
         floor = hypotheses[0][0] - self.config.beam_threshold
@@ -356,16 +393,15 @@ class _Search:
         """Add every allowed extension of ``hypothesis`` to its stack."""
         _, score, coverage, last_end, lm_state, _, _ = hypothesis
         limit = self.config.distortion_limit
-        distortion_weight = self.decoder.config.weights.distortion
-        lm_weight = self.decoder.config.weights.language_model
+        distortion_weight = self.config.weights.distortion
+        lm_weight = self.config.weights.language_model
         first_gap = (~coverage & (coverage + 1)).bit_length() - 1
         lowest = max(first_gap, last_end - limit)
         highest = min(self.length, last_end + limit + 1)
         if limit == 0:
             lowest = highest = first_gap
             highest += 1
-        score_words = self.language_model.score_words
-        lm_cache = self.lm_cache
+        head_cache = self.head_cache
         for start in range(lowest, highest):
             if coverage >> start & 1:
                 continue
@@ -380,26 +416,52 @@ class _Search:
                 stack_index = covered + end - start
                 stack = self.stacks[stack_index]
                 floor = self.floors[stack_index]
-                for target, static, _ in span_options:
-                    lm_key = (lm_state, target)
-                    lm_result = lm_cache.get(lm_key)
-                    if lm_result is None:
-                        lm_result = score_words(lm_state, target)
-                        lm_cache[lm_key] = lm_result
-                    new_score = base + static + lm_weight * lm_result[0]
+                for target, static, _, head, tail_score, tail_state in span_options:
+                    lm_key = (lm_state, head)
+                    head_result = head_cache.get(lm_key)
+                    if head_result is None:
+                        head_result = self.score_head(lm_state, head)
+                        head_cache[lm_key] = head_result
+                    head_score, new_state = head_result
+                    if tail_state is not None:
+                        new_state = tail_state
+                    new_score = base + static + lm_weight * (head_score + tail_score)
                     estimate = new_score + future
                     if estimate < floor:
                         continue
-                    key = (new_coverage, end, lm_result[1])
+                    key = (new_coverage, end, new_state)
                     existing = stack.get(key)
                     if existing is not None and existing[1] >= new_score:
                         continue
                     stack[key] = (
-                        estimate, new_score, new_coverage, end, lm_result[1],
-                        hypothesis, target,
+                        estimate,
+                        new_score,
+                        new_coverage,
+                        end,
+                        new_state,
+                        hypothesis,
+                        target,
                     )
                 if len(stack) > 2 * self.config.stack_size:
                     self.shrink(stack_index)
+
+    def score_head(
+        self, state: LMState, head: tuple[str, ...]
+    ) -> tuple[float, LMState]:
+        """LM log prob of the first n-1 words of a phrase after ``state``, word by
+        word through a cache: the second word's context no longer holds the
+        oldest word of ``state``, so many hypotheses share it."""
+        word_cache = self.word_cache
+        total = 0.0
+        for word in head:
+            key = (state, word)
+            result = word_cache.get(key)
+            if result is None:
+                result = self.language_model.score(state, word)
+                word_cache[key] = result
+            total += result[0]
+            state = result[1]
+        return total, state
 
     def shrink(self, stack_index: int) -> None:
         """Prune a filling stack and raise its floor: what falls below can't survive."""
@@ -417,7 +479,10 @@ class _Search:
         best: Hypothesis = NO_HYPOTHESIS
         best_score = -math.inf
         for hypothesis in self.stacks[self.length].values():
-            final = hypothesis[1] + lm_weight * self.language_model.score(hypothesis[4], EOS)[0]
+            final = (
+                hypothesis[1]
+                + lm_weight * self.language_model.score(hypothesis[4], EOS)[0]
+            )
             if final > best_score:
                 best, best_score = hypothesis, final
         if best is NO_HYPOTHESIS:

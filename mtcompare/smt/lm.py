@@ -96,9 +96,7 @@ class NGramLanguageModel:
         self.entries = entries
         self.discounts = list(discounts)
         self.vocabulary = frozenset(ngram[0] for ngram in entries if len(ngram) == 1)
-        self.histories = frozenset(
-            ngram[:-1] for ngram in entries if len(ngram) > 1
-        )
+        self.histories = frozenset(ngram[:-1] for ngram in entries if len(ngram) > 1)
 
     # -- scoring --------------------------------------------------------------
 
@@ -132,8 +130,10 @@ class NGramLanguageModel:
             new_state = new_state[1:]
         return (entry[0] + backoff) * LN10, new_state
 
-    def score_words(self, state: LMState, words: Sequence[str]) -> tuple[float, LMState]:
-        """Natural-log probability of ``words`` following ``state``, and the new state."""
+    def score_words(
+        self, state: LMState, words: Sequence[str]
+    ) -> tuple[float, LMState]:
+        """Natural-log probability of ``words`` after ``state``, and the new state."""
         total = 0.0
         for word in words:
             log_prob, state = self.score(state, word)
@@ -158,7 +158,9 @@ class NGramLanguageModel:
             total += self.sentence_logprob(tokens)
             predicted += len(tokens) + 1
         if predicted == 0:
-            raise MtcError("perplexity of an empty text is undefined; give at least one line")
+            raise MtcError(
+                "perplexity of an empty text is undefined; give at least one line"
+            )
         return math.exp(-total / predicted)
 
     # -- ARPA -----------------------------------------------------------------
@@ -181,7 +183,12 @@ class NGramLanguageModel:
                         line += f"\t{backoff!r}"
                     stream.write(line + "\n")
             stream.write("\n\\end\\\n")
-        logger.info("wrote %s: %s n-grams of order %d", path, f"{len(self.entries):,}", self.order)
+        logger.info(
+            "wrote %s: %s n-grams of order %d",
+            path,
+            f"{len(self.entries):,}",
+            self.order,
+        )
 
     @classmethod
     def read_arpa(cls, path: str | Path) -> "NGramLanguageModel":
@@ -208,7 +215,10 @@ class NGramLanguageModel:
         model = cls(order, entries)
         logger.info(
             "read %s: %s n-grams of order %d in %.1f s",
-            path, f"{len(entries):,}", order, time.monotonic() - start,
+            path,
+            f"{len(entries):,}",
+            order,
+            time.monotonic() - start,
         )
         return model
 
@@ -229,7 +239,10 @@ def train_kneser_ney(
     logger.info(
         "estimated a %d-gram Kneser-Ney model on %s tokens: %s n-grams in %.1f s "
         "(%s tokens/s)",
-        order, f"{tokens:,}", f"{len(entries):,}", elapsed,
+        order,
+        f"{tokens:,}",
+        f"{len(entries):,}",
+        elapsed,
         f"{tokens / max(elapsed, 1e-9):,.0f}",
     )
     return model
@@ -271,7 +284,9 @@ def _count_ngrams(
     return counts, tokens
 
 
-def _adjusted_counts(raw_counts: list[Counter[NGram]], order: int) -> list[Counter[NGram]]:
+def _adjusted_counts(
+    raw_counts: list[Counter[NGram]], order: int
+) -> list[Counter[NGram]]:
     """Raw counts at the top order and for n-grams starting with <s>; continuation
     counts (distinct left neighbours) everywhere else (Chen & Goodman, sec. 3.4)."""
     adjusted: list[Counter[NGram]] = [Counter() for _ in range(order + 1)]
@@ -300,7 +315,12 @@ def _discounts_for_order(counts: Counter[NGram], n: int) -> Discounts:
         "order %d: counts of counts n1=%d n2=%d n3=%d n4=%d give no valid modified "
         "Kneser-Ney discounts (corpus too small); using one absolute discount "
         "D=%.4g for all counts",
-        n, n1, n2, n3, n4, single,
+        n,
+        n1,
+        n2,
+        n3,
+        n4,
+        single,
     )
     return (single, single, single)
 
@@ -385,6 +405,8 @@ def _open_text_for_reading(path: Path) -> Iterator[IO[str]]:
         else:
             stream = open(path, encoding="utf-8")
     except OSError as error:
-        raise MtcError(f"{path}: cannot read the language model ({error.strerror})") from None
+        raise MtcError(
+            f"{path}: cannot read the language model ({error.strerror})"
+        ) from None
     with stream:
         yield stream
