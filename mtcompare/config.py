@@ -52,11 +52,20 @@ def config_to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
-def config_from_dict(cls: type[C], record: dict) -> C:
-    """Rebuild a config saved with :func:`config_to_dict` (unknown keys rejected)."""
+def config_from_dict(cls: type[C], record: dict, where: str = "") -> C:
+    """Rebuild a config saved with :func:`config_to_dict` (unknown keys rejected).
+
+    ``where`` (a file name) starts any error message.
+    """
     config = cls()
-    for key, value in _flatten(record).items():
-        _assign(config, key.split("."), value, key)
+    try:
+        for key, value in _flatten(record).items():
+            _assign(config, key.split("."), value, key)
+    except MtcError as error:
+        raise MtcError(f"{where}: {error}" if where else str(error)) from None
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
     return config
 
 
@@ -122,8 +131,18 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             return str(value)
         if typing.get_origin(option) is typing.Literal and value in typing.get_args(option):
             return value
+        if typing.get_origin(option) is tuple and isinstance(value, (list, tuple)):
+            return _convert_tuple(value, typing.get_args(option), key)
     names = " or ".join(_type_name(option) for option in options)
     raise MtcError(f"setting {key!r}: expected {names}, got {value!r}")
+
+
+def _convert_tuple(value: Sequence, item_types: tuple, key: str) -> tuple:
+    if len(item_types) == 2 and item_types[1] is Ellipsis:
+        item_types = (item_types[0],) * len(value)
+    if len(value) != len(item_types):
+        raise MtcError(f"setting {key!r}: expected {len(item_types)} values, got {len(value)}")
+    return tuple(_convert(item, item_type, key) for item, item_type in zip(value, item_types))
 
 
 def _is_union(annotation: Any) -> bool:

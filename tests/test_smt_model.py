@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mtcompare.config import build_config
+
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.smt.model import SMTConfig, SMTTranslator, train_smt
@@ -136,4 +138,8 @@ def test_config_errors_list_valid_values():
     with pytest.raises(MtcError, match="valid: .*grow-diag-final-and"):
         SMTConfig(symmetrization="diagonal")
     with pytest.raises(MtcError, match="unknown setting"):
-        SMTConfig.from_dict({"stack": 3})
+        build_config(SMTConfig, overrides=["stack=3"])
+    with pytest.raises(MtcError, match="stack_size must be at least 1"):
+        build_config(SMTConfig, overrides=["stack_size=0"])
+    assert build_config(SMTConfig, overrides=["weights.phrase=[1, 1, 1, 1]"]).weights.phrase == (
+        1.0, 1.0, 1.0, 1.0)

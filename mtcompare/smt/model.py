@@ -37,8 +37,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
+from mtcompare.config import config_from_dict
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open, read_lines, write_lines, write_text
@@ -74,11 +75,10 @@ class SMTConfig:
     weights: DecoderWeights = field(default_factory=DecoderWeights)
 
     def __post_init__(self) -> None:
-        if isinstance(self.weights, dict):
-            weights = dict(self.weights)
-            if "phrase" in weights:
-                weights["phrase"] = tuple(weights["phrase"])
-            self.weights = DecoderWeights(**weights)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise one MtcError listing every setting out of its range."""
         problems = [
             f"{name} must be at least {low}, got {getattr(self, name)}"
             for name, low in (
@@ -101,20 +101,6 @@ class SMTConfig:
             )
         if problems:
             raise MtcError("SMT configuration: " + "; ".join(problems))
-
-    @classmethod
-    def from_dict(
-        cls, values: dict[str, Any], where: str = "SMT configuration"
-    ) -> "SMTConfig":
-        """Build from a dict (config.json, YAML), naming unknown keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise MtcError(
-                f"{where}: unknown setting(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
 
     def decoder_config(self) -> DecoderConfig:
         return DecoderConfig(
@@ -386,7 +372,7 @@ def _read_config(path: Path) -> SMTConfig:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise MtcError(f"{path}: cannot read the SMT configuration ({error})") from None
-    return SMTConfig.from_dict(values, where=str(path))
+    return config_from_dict(SMTConfig, values, where=str(path))
 
 
 def _reuse(path: Path) -> bool:
