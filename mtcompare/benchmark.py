@@ -49,7 +49,10 @@ def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     stages = _Stages(run_dir / STAGES_FILE)
     prepared = run_dir / "prepared"
 
-    if is_prepared(prepared):
+    if is_prepared(Path(options.corpus)):
+        prepared = Path(options.corpus)
+        logger.info("using the corpus prepared in %s", prepared)
+    elif is_prepared(prepared):
         logger.info("reusing the prepared corpus in %s", prepared)
     else:
         config = PrepareConfig(corpus=options.corpus, train_size=options.train_size)
@@ -64,7 +67,8 @@ def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     hypotheses = {name: _translate_stage(stages, name, run_dir, sources, manifest, options)
                   for name in ("smt", "nmt")}
 
-    results = _results(run_dir, manifest, stages, sources, references, hypotheses)
+    results = _results(run_dir, prepared, manifest, stages, sources, references,
+                       hypotheses)
     write_report(run_dir, results)
     logger.info("report written to %s", run_dir / "report.md")
     return summary_table(results)
@@ -106,7 +110,8 @@ def _translate_stage(stages: "_Stages", name: str, run_dir: Path, sources: list[
     return translations
 
 
-def _results(run_dir: Path, manifest: dict, stages: "_Stages", sources: list[str],
+def _results(run_dir: Path, prepared: Path, manifest: dict, stages: "_Stages",
+             sources: list[str],
              references: list[str], hypotheses: dict[str, list[str]]) -> dict:
     systems = {}
     for name, lines in {**hypotheses, "copy-source": sources}.items():
@@ -126,7 +131,7 @@ def _results(run_dir: Path, manifest: dict, stages: "_Stages", sources: list[str
             )
         systems[name] = system
 
-    refs = _read_optional(run_dir / "prepared" / "test.ref", len(sources))
+    refs = _read_optional(prepared / "test.ref", len(sources))
     examples = [
         {"index": index, "ref": refs[index], "source": sources[index],
          "reference": references[index],
@@ -193,5 +198,5 @@ class _Stages:
 
     def _store(self, name: str, seconds: float, accumulate: bool) -> None:
         earlier = self.record.get(name, 0.0) if accumulate else 0.0
-        self.record[name] = round(earlier + seconds, 1)
+        self.record[name] = round(earlier + seconds, 2)
         write_text(self.path, json.dumps(self.record, indent=2) + "\n")

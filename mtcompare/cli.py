@@ -225,7 +225,11 @@ def evaluate(reference: str, hypotheses: tuple[str, ...]) -> None:
               help="Override an NMT config setting (repeatable).")
 def benchmark(corpus: str, run_dir: str, train_size: int | None, nmt_minutes: float,
               threads: int, smt_set: tuple[str, ...], nmt_set: tuple[str, ...]) -> None:
-    """Prepare CORPUS, train both systems, translate the test set, write a report."""
+    """Prepare CORPUS, train both systems, translate the test set, write a report.
+
+    CORPUS is 'bible-es-en' (the default) or a directory made by 'mtcompare
+    prepare' (for your own corpora).
+    """
     from mtcompare.benchmark import BenchmarkOptions, run_benchmark
 
     options = BenchmarkOptions(corpus=corpus, train_size=train_size,
