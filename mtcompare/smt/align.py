@@ -49,7 +49,7 @@ NULL_WORD = "<null>"
 LINKS_PER_CHUNK = 1 << 22
 
 
-@dataclass
+@dataclass(eq=False)
 class IBMModel1:
     """A trained IBM Model 1 translation table t(target word | source word).
 
@@ -75,7 +75,9 @@ class IBMModel1:
 
     def probability(self, source_word: str | None, target_word: str) -> float:
         """t(target_word | source_word); ``None`` is the NULL word; 0 if unseen."""
-        source_id = self.source_vocab.get(NULL_WORD if source_word is None else source_word)
+        source_id = self.source_vocab.get(
+            NULL_WORD if source_word is None else source_word
+        )
         target_id = self.target_vocab.get(target_word)
         if source_id is None or target_id is None:
             return 0.0
@@ -92,7 +94,7 @@ class IBMModel1:
         position, NULL first, so a target word never seen in training stays
         unaligned.
         """
-        return align_corpus(self, [source], [target])[0]
+        return _viterbi_alignments(self, [source], [target])[0]
 
     def _lookup(self, keys: np.ndarray) -> np.ndarray:
         """t for each pair key; 0 for keys of pairs that never co-occurred."""
@@ -136,7 +138,9 @@ def train_ibm1(
     source_of_pair = pair_keys // key_base  # (n_pairs,)
     probabilities = _uniform_over_cooccurring(source_of_pair, len(source_vocab))
     for iteration in progress(
-        range(1, iterations + 1), total=iterations, desc=f"IBM Model 1 {direction}",
+        range(1, iterations + 1),
+        total=iterations,
+        desc=f"IBM Model 1 {direction}",
         unit="iterations",
     ):
         start = time.monotonic()
@@ -145,8 +149,12 @@ def train_ibm1(
         perplexity = math.exp(-log_likelihood / max(corpus.target_tokens, 1))
         logger.info(
             "IBM Model 1 %s iteration %d/%d: %s pairs in %.1f s, perplexity %.1f",
-            direction, iteration, iterations, f"{len(source):,}",
-            time.monotonic() - start, perplexity,
+            direction,
+            iteration,
+            iterations,
+            f"{len(source):,}",
+            time.monotonic() - start,
+            perplexity,
         )
     return IBMModel1(source_vocab, target_vocab, pair_keys, probabilities)
 
@@ -159,9 +167,25 @@ def align_corpus(
     """The Viterbi alignment of every sentence pair, as in ``viterbi_alignment``."""
     _check_parallel(source, target)
     start = time.monotonic()
+    alignments = _viterbi_alignments(model, source, target)
+    seconds = time.monotonic() - start
+    logger.info(
+        "aligned %s sentence pairs in %.1f s, %s pairs/s, %s links",
+        f"{len(source):,}",
+        seconds,
+        f"{len(source) / max(seconds, 1e-9):,.0f}",
+        f"{sum(map(len, alignments)):,}",
+    )
+    return alignments
+
+
+def _viterbi_alignments(
+    model: IBMModel1,
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+) -> list[set[tuple[int, int]]]:
     corpus = _EncodedCorpus.encode(
-        source, target, model.source_vocab, model.target_vocab,
-        unknown_source=len(model.source_vocab), unknown_target=len(model.target_vocab),
+        source, target, model.source_vocab, model.target_vocab
     )
     alignments: list[set[tuple[int, int]]] = []
     for chunk in corpus.chunks():
@@ -169,26 +193,25 @@ def align_corpus(
         probabilities = model._lookup(links.pair_keys)  # (n_links,)
         best_source = _first_maximum_per_group(probabilities, links.group_starts)
         alignments.extend(_alignment_sets(chunk, best_source))
-    if len(source) > 1:
-        seconds = time.monotonic() - start
-        logger.info(
-            "aligned %s pairs in %.1f s, %s pairs/s",
-            f"{len(source):,}", seconds, f"{len(source) / max(seconds, 1e-9):,.0f}",
-        )
     return alignments
 
 
 # ---------------------------------------------------------------- encoding
 
 
-def _check_parallel(source: Sequence[Sequence[str]], target: Sequence[Sequence[str]]) -> None:
+def _check_parallel(
+    source: Sequence[Sequence[str]], target: Sequence[Sequence[str]]
+) -> None:
     if len(source) != len(target):
         raise ValueError(
-            f"source and target corpora differ in length ({len(source)} vs {len(target)})"
+            f"source and target corpora differ in length "
+            f"({len(source)} vs {len(target)} sentences)"
         )
 
 
-def _build_vocab(corpus: Sequence[Sequence[str]], first: str | None = None) -> dict[str, int]:
+def _build_vocab(
+    corpus: Sequence[Sequence[str]], first: str | None = None
+) -> dict[str, int]:
     """Word -> id in order of first occurrence, optionally with ``first`` as id 0."""
     vocab: dict[str, int] = {} if first is None else {first: 0}
     for sentence in corpus:
@@ -220,29 +243,31 @@ class _Chunk:
     target_lengths: np.ndarray  # (n_sentences,) int64
 
     def links(self, key_base: int) -> _Links:
-        """Flat arrays over all links: sentence, target position, source position."""
-        links_per_sentence = self.source_lengths * self.target_lengths  # (n_sentences,)
-        n_links = int(links_per_sentence.sum())
-        link_sentence = np.repeat(np.arange(len(links_per_sentence)), links_per_sentence)
-        first_link = np.cumsum(links_per_sentence) - links_per_sentence
-        within_sentence = np.arange(n_links) - first_link[link_sentence]  # (n_links,)
-        source_length = self.source_lengths[link_sentence]
-        target_position = within_sentence // source_length
-        source_position = within_sentence % source_length
+        """Every target token paired with every source position of its sentence.
 
-        source_starts = np.cumsum(self.source_lengths) - self.source_lengths
-        target_starts = np.cumsum(self.target_lengths) - self.target_lengths
-        source_word = self.source_ids[source_starts[link_sentence] + source_position]
-        target_word = self.target_ids[target_starts[link_sentence] + target_position]
-
+        Target token k of the chunk gets a group of links, one per source
+        position of its sentence (NULL included); link r of that group points
+        at source token ``source_starts[sentence] + r``.
+        """
         group_sizes = np.repeat(self.source_lengths, self.target_lengths)  # (n_tokens,)
         group_starts = np.cumsum(group_sizes) - group_sizes
+        source_starts = np.cumsum(self.source_lengths) - self.source_lengths
+        # (n_tokens,) where the source sentence of each target token begins
+        token_source_start = np.repeat(source_starts, self.target_lengths)
+        n_links = int(group_sizes.sum())
+
+        # link index minus its group start is the source position inside the sentence
+        source_token = np.arange(n_links) + np.repeat(
+            token_source_start - group_starts, group_sizes
+        )  # (n_links,)
+        source_word = self.source_ids[source_token]  # (n_links,)
+        target_word = np.repeat(self.target_ids, group_sizes)  # (n_links,)
         return _Links(source_word * key_base + target_word, group_starts)
 
 
 @dataclass
 class _EncodedCorpus:
-    """A parallel corpus as id arrays, NULL (id 0) prepended to every source sentence."""
+    """A parallel corpus as id arrays; every source sentence starts with NULL (id 0)."""
 
     source_ids: np.ndarray
     source_lengths: np.ndarray
@@ -260,16 +285,24 @@ class _EncodedCorpus:
         target: Sequence[Sequence[str]],
         source_vocab: dict[str, int],
         target_vocab: dict[str, int],
-        unknown_source: int = -1,
-        unknown_target: int = -1,
     ) -> "_EncodedCorpus":
+        """Map words to ids; a word missing from a vocabulary gets ``len(vocab)``.
+
+        That id is in no pair key (see ``IBMModel1.key_base``), so its t is 0.
+        """
+        unknown_source, unknown_target = len(source_vocab), len(target_vocab)
         source_ids = [
             word_id
             for sentence in source
-            for word_id in (0, *(source_vocab.get(word, unknown_source) for word in sentence))
+            for word_id in (
+                0,
+                *(source_vocab.get(word, unknown_source) for word in sentence),
+            )
         ]
         target_ids = [
-            target_vocab.get(word, unknown_target) for sentence in target for word in sentence
+            target_vocab.get(word, unknown_target)
+            for sentence in target
+            for word in sentence
         ]
         return cls(
             np.array(source_ids, dtype=np.int64),
@@ -286,9 +319,9 @@ class _EncodedCorpus:
         target_ends = np.concatenate([[0], np.cumsum(self.target_lengths)])
         for first, last in zip(boundaries[:-1], boundaries[1:]):
             yield _Chunk(
-                self.source_ids[source_ends[first]:source_ends[last]],
+                self.source_ids[source_ends[first] : source_ends[last]],
                 self.source_lengths[first:last],
-                self.target_ids[target_ends[first]:target_ends[last]],
+                self.target_ids[target_ends[first] : target_ends[last]],
                 self.target_lengths[first:last],
             )
 
@@ -318,10 +351,12 @@ class _IndexedChunk:
 
     pair_ids: np.ndarray  # (n_links,) int32 or int64
     group_starts: np.ndarray  # (n_target_tokens,) int64
-    log_uniform: float  # sum over target tokens of log(1 / (source length + 1))
+    log_uniform: float  # sum over target tokens of log 1/(l + 1), l + 1 with NULL
 
 
-def _index_pairs(corpus: _EncodedCorpus, key_base: int) -> tuple[np.ndarray, list[_IndexedChunk]]:
+def _index_pairs(
+    corpus: _EncodedCorpus, key_base: int
+) -> tuple[np.ndarray, list[_IndexedChunk]]:
     """The sorted keys of all co-occurring pairs, and each chunk's links as pair ids."""
     chunk_keys: list[np.ndarray] = []
     chunk_inverses: list[tuple[np.ndarray, np.ndarray, float]] = []
@@ -329,16 +364,34 @@ def _index_pairs(corpus: _EncodedCorpus, key_base: int) -> tuple[np.ndarray, lis
         links = chunk.links(key_base)
         unique_keys, inverse = np.unique(links.pair_keys, return_inverse=True)
         chunk_keys.append(unique_keys)
-        log_uniform = -float(np.sum(chunk.target_lengths * np.log(chunk.source_lengths)))
+        log_uniform = -float(
+            np.sum(chunk.target_lengths * np.log(chunk.source_lengths))
+        )
         chunk_inverses.append((inverse, links.group_starts, log_uniform))
-    pair_keys = np.unique(np.concatenate(chunk_keys)) if chunk_keys else np.zeros(0, np.int64)
+    pair_keys = _sorted_unique(chunk_keys)
     id_type = np.int32 if len(pair_keys) < 2**31 else np.int64
 
     chunks = []
-    for unique_keys, (inverse, group_starts, log_uniform) in zip(chunk_keys, chunk_inverses):
+    for unique_keys, (inverse, group_starts, log_uniform) in zip(
+        chunk_keys, chunk_inverses
+    ):
         global_ids = np.searchsorted(pair_keys, unique_keys).astype(id_type)
         chunks.append(_IndexedChunk(global_ids[inverse], group_starts, log_uniform))
     return pair_keys, chunks
+
+
+def _sorted_unique(arrays: list[np.ndarray]) -> np.ndarray:
+    """The distinct values of all ``arrays``, sorted.
+
+    Sorting and dropping repeats is several times faster here than
+    ``np.unique`` without ``return_inverse`` on millions of int64 keys.
+    """
+    if not arrays:
+        return np.zeros(0, dtype=np.int64)
+    values = np.sort(np.concatenate(arrays))
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
 
 
 def _uniform_over_cooccurring(source_of_pair: np.ndarray, n_sources: int) -> np.ndarray:
@@ -350,7 +403,7 @@ def _uniform_over_cooccurring(source_of_pair: np.ndarray, n_sources: int) -> np.
 def _expected_counts(
     chunks: list[_IndexedChunk], probabilities: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """E-step: expected pair counts, and the corpus log-likelihood under ``probabilities``.
+    """E-step: expected pair counts and the corpus log-likelihood under the old t.
 
     The log-likelihood is sum_j log(sum_i t(f_j | e_i) / (l + 1)), the IBM
     Model 1 likelihood without its constant sentence-length term.
@@ -361,9 +414,11 @@ def _expected_counts(
         if len(chunk.group_starts) == 0:
             continue
         link_probabilities = probabilities[chunk.pair_ids]  # (n_links,)
-        token_totals = np.add.reduceat(link_probabilities, chunk.group_starts)  # (n_tokens,)
+        # (n_tokens,) sum_i t(f_j | e_i) for each target token j
+        token_totals = np.add.reduceat(link_probabilities, chunk.group_starts)
         group_sizes = np.diff(np.append(chunk.group_starts, len(link_probabilities)))
-        posteriors = link_probabilities / np.repeat(token_totals, group_sizes)  # (n_links,)
+        # (n_links,) P(a_j = i | e, f)
+        posteriors = link_probabilities / np.repeat(token_totals, group_sizes)
         counts += np.bincount(chunk.pair_ids, weights=posteriors, minlength=len(counts))
         log_likelihood += float(np.sum(np.log(token_totals))) + chunk.log_uniform
     return counts, log_likelihood
@@ -380,7 +435,9 @@ def _normalise_per_source(
 # ---------------------------------------------------------------- alignment
 
 
-def _first_maximum_per_group(values: np.ndarray, group_starts: np.ndarray) -> np.ndarray:
+def _first_maximum_per_group(
+    values: np.ndarray, group_starts: np.ndarray
+) -> np.ndarray:
     """For each group, the offset inside it of its first largest value."""
     if len(group_starts) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -394,7 +451,9 @@ def _first_maximum_per_group(values: np.ndarray, group_starts: np.ndarray) -> np
     return at_maximum[first_in_group] - group_starts
 
 
-def _alignment_sets(chunk: _Chunk, best_source: np.ndarray) -> list[set[tuple[int, int]]]:
+def _alignment_sets(
+    chunk: _Chunk, best_source: np.ndarray
+) -> list[set[tuple[int, int]]]:
     """Turn each target token's best source position (0 = NULL) into link sets."""
     alignments = []
     token = 0

@@ -23,8 +23,8 @@ with w(t_j | NULL) for a target word aligned to nothing, and lex(s | t, a)
 the same the other way round. The word translation table w comes from the
 alignment links by relative frequency, unaligned words counted against NULL.
 When one phrase pair was extracted with different internal alignments, its
-lexical weights use the most frequent one (ties: the one seen first), which
-is also the alignment stored with the pair.
+lexical weights use the most frequent one (on a tie, the one that occurs
+first in the corpus), which is also the alignment stored with the pair.
 
 The table stores probabilities, not logs, in the Moses order
 phi(s|t), lex(s|t), phi(t|s), lex(t|s). Each source phrase's translations are
@@ -35,6 +35,7 @@ they were given in; ``prune`` keeps the first n of that order.
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import io
 import logging
@@ -58,8 +59,6 @@ PhraseAlignment = tuple[tuple[int, int], ...]
 # Word translation tables keyed by (source word, target word); None is NULL.
 LexicalTable = dict[tuple[str | None, str | None], float]
 
-FIELD_SEPARATOR = " ||| "
-
 
 @dataclass(frozen=True, slots=True)
 class PhraseEntry:
@@ -72,16 +71,6 @@ class PhraseEntry:
     alignment: PhraseAlignment
     # count(tgt), count(src), count(src, tgt), as in the Moses counts field
     counts: tuple[int, int, int]
-
-    @property
-    def direct_probability(self) -> float:
-        """phi(tgt | src)."""
-        return self.scores[2]
-
-    @property
-    def direct_lexical_weight(self) -> float:
-        """lex(tgt | src)."""
-        return self.scores[3]
 
 
 def _rank_key(entry: PhraseEntry) -> tuple[float, float]:
@@ -136,13 +125,15 @@ class PhraseTable:
         translations best first. Scores are written exactly (``repr``).
         """
         start = time.monotonic()
+        writer = _MosesWriter()
         with _open_for_writing(Path(path)) as stream:
             for source_text, source in sorted((" ".join(s), s) for s in self.entries):
-                for entry in self.entries[source]:
-                    stream.write(_moses_line(source_text, entry))
+                stream.write(writer.lines(source_text, self.entries[source]))
         logger.info(
             "wrote %s phrase-table entries to %s in %.1f s",
-            f"{len(self):,}", path, time.monotonic() - start,
+            f"{len(self):,}",
+            path,
+            time.monotonic() - start,
         )
 
     @classmethod
@@ -155,25 +146,23 @@ class PhraseTable:
         A malformed line raises :class:`MtcError` naming ``path:line``.
         """
         start = time.monotonic()
+        reader = _MosesReader()
         entries: dict[Phrase, list[PhraseEntry]] = {}
-        shared: dict[tuple, tuple] = {}  # one copy of each repeated target/alignment
-        for line_number, line in _read_text_lines(Path(path)):
-            if not line.strip():
-                continue
-            source, entry = _parse_moses_line(line, f"{path}:{line_number}")
-            entry = PhraseEntry(
-                shared.setdefault(entry.target, entry.target),
-                entry.scores,
-                shared.setdefault(entry.alignment, entry.alignment),
-                entry.counts,
-            )
-            entries.setdefault(source, []).append(entry)
-        table = cls(entries)
+        with _garbage_collection_paused():
+            for line_number, line in _read_text_lines(Path(path)):
+                if line.strip():
+                    source, entry = reader.parse(line, f"{path}:{line_number}")
+                    entries.setdefault(source, []).append(entry)
+            del reader
+            table = cls(entries)
         if limit is not None:
             table.prune(limit)
         logger.info(
             "read %s phrase-table entries for %s source phrases from %s in %.1f s",
-            f"{len(table):,}", f"{len(table.entries):,}", path, time.monotonic() - start,
+            f"{len(table):,}",
+            f"{len(table.entries):,}",
+            path,
+            time.monotonic() - start,
         )
         return table
 
@@ -189,15 +178,17 @@ def extract_phrases(
 ) -> list[tuple[int, int, int, int]]:
     """All phrase pairs consistent with ``alignment``, as spans with exclusive ends.
 
-    Returns ``(src_start, src_end, tgt_start, tgt_end)`` tuples, ordered by
-    source start, source end, then target start and end.
+    Returns ``(src_start, src_end, tgt_start, tgt_end)`` tuples, grouped by
+    source span in order of source start, then source end.
     """
     source_length, target_length = len(source), len(target)
     targets_of_source: list[list[int]] = [[] for _ in range(source_length)]
     lowest_source = [source_length] * target_length  # per target word
     highest_source = [-1] * target_length
     for source_index, target_index in alignment:
-        if not (0 <= source_index < source_length and 0 <= target_index < target_length):
+        if not (
+            0 <= source_index < source_length and 0 <= target_index < target_length
+        ):
             raise ValueError(
                 f"alignment point {(source_index, target_index)} is outside a "
                 f"{source_length}x{target_length} sentence pair"
@@ -210,7 +201,9 @@ def extract_phrases(
     phrases: list[tuple[int, int, int, int]] = []
     for source_start in range(source_length):
         target_low, target_high = target_length, -1  # smallest covering target span
-        for source_last in range(source_start, min(source_start + max_length, source_length)):
+        for source_last in range(
+            source_start, min(source_start + max_length, source_length)
+        ):
             for target_index in targets_of_source[source_last]:
                 target_low = min(target_low, target_index)
                 target_high = max(target_high, target_index)
@@ -219,13 +212,22 @@ def extract_phrases(
             if target_high - target_low >= max_length:
                 break  # the target span only grows as the source span does
             if not _is_consistent(
-                target_low, target_high, source_start, source_last,
-                lowest_source, highest_source,
+                target_low,
+                target_high,
+                source_start,
+                source_last,
+                lowest_source,
+                highest_source,
             ):
                 continue
             _add_with_unaligned_edges(
-                phrases, source_start, source_last + 1, target_low, target_high + 1,
-                target_aligned, max_length,
+                phrases,
+                source_start,
+                source_last + 1,
+                target_low,
+                target_high + 1,
+                target_aligned,
+                max_length,
             )
     return phrases
 
@@ -281,9 +283,10 @@ def lexical_table(
     """Word translation probabilities from alignment links (Koehn, Och & Marcu 2003).
 
     Returns ``(direct, inverse)``, both keyed by ``(source word, target word)``:
-    ``direct[s, t] = w(t | s)`` and ``inverse[s, t] = w(s | t)``. A target word
-    aligned to nothing counts as aligned to NULL, ``direct[None, t] = w(t | NULL)``;
-    likewise ``inverse[s, None] = w(s | NULL)`` for unaligned source words.
+    ``direct[s, t] = w(t | s)`` and ``inverse[s, t] = w(s | t)``, by relative
+    frequency of links. A word aligned to nothing counts as linked to NULL
+    (``None``), as in Moses: ``direct[None, t] = w(t | NULL)``, and
+    ``direct[s, None] = w(NULL | s)``, so each w(. | s) sums to one.
     """
     link_counts: Counter[tuple[str | None, str | None]] = Counter()
     for source, target, alignment in zip(source_corpus, target_corpus, alignments):
@@ -302,17 +305,16 @@ def lexical_table(
     for (source_word, target_word), count in link_counts.items():
         source_totals[source_word] += count
         target_totals[target_word] += count
-    direct: LexicalTable = {}
-    inverse: LexicalTable = {}
-    for pair, count in link_counts.items():
-        source_word, target_word = pair
-        if target_word is not None:
-            direct[pair] = count / source_totals[source_word]
-        if source_word is not None:
-            inverse[pair] = count / target_totals[target_word]
+    direct: LexicalTable = {
+        pair: count / source_totals[pair[0]] for pair, count in link_counts.items()
+    }
+    inverse: LexicalTable = {
+        pair: count / target_totals[pair[1]] for pair, count in link_counts.items()
+    }
     logger.info(
-        "lexical table: %s word pairs from %s alignment links",
-        f"{len(link_counts):,}", f"{sum(link_counts.values()):,}",
+        "lexical table: %s word pairs (NULL included) from %s alignment links",
+        f"{len(link_counts):,}",
+        f"{sum(map(len, alignments)):,}",
     )
     return direct, inverse
 
@@ -324,45 +326,58 @@ def build_phrase_table(
     max_length: int = 7,
     limit: int | None = 20,
 ) -> PhraseTable:
-    """Extract and score all phrase pairs; keep the best ``limit`` per source phrase."""
+    """Extract and score all phrase pairs; keep the best ``limit`` per source phrase.
+
+    ``limit=None`` keeps every pair. Pruning happens after scoring, so counts
+    and probabilities are those of the full extraction.
+    """
     if not len(source_corpus) == len(target_corpus) == len(alignments):
         raise ValueError(
             f"corpora and alignments differ in length ({len(source_corpus)}, "
             f"{len(target_corpus)}, {len(alignments)})"
         )
-    direct_lexicon, inverse_lexicon = lexical_table(source_corpus, target_corpus, alignments)
+    # the steps below build millions of tuples that form no reference cycles
+    with _garbage_collection_paused():
+        direct_lexicon, inverse_lexicon = lexical_table(
+            source_corpus, target_corpus, alignments
+        )
+        vocabulary, occurrences = _extract_corpus(
+            source_corpus, target_corpus, alignments, max_length
+        )
 
-    start = time.monotonic()
-    extracted = _extract_corpus(source_corpus, target_corpus, alignments, max_length)
-    seconds = time.monotonic() - start
+        start = time.monotonic()
+        pairs = _count_pairs(occurrences, vocabulary)
+        del occurrences
+        lexical_weights = _lexical_weights(
+            pairs, vocabulary, direct_lexicon, inverse_lexicon
+        )
+        table = _make_table(pairs, vocabulary, lexical_weights, limit)
     logger.info(
-        "extracted %s phrase-pair occurrences from %s sentence pairs in %.1f s, "
-        "%s pairs/s",
-        f"{len(extracted.source_ids):,}", f"{len(source_corpus):,}", seconds,
-        f"{len(source_corpus) / max(seconds, 1e-9):,.0f}",
-    )
-
-    start = time.monotonic()
-    pairs = _count_pairs(extracted)
-    del extracted.source_ids, extracted.target_ids, extracted.alignment_ids
-    lexical_weights = _lexical_weights(pairs, extracted, direct_lexicon, inverse_lexicon)
-    table = _make_table(pairs, extracted, lexical_weights, limit)
-    logger.info(
-        "scored %s phrase pairs (%s source phrases) in %.1f s; kept %s with limit %s",
-        f"{len(pairs.counts):,}", f"{len(extracted.source_phrases):,}",
-        time.monotonic() - start, f"{len(table):,}", limit,
+        "scored %s phrase pairs for %s source phrases in %.1f s; kept %s "
+        "phrase-table entries (limit %s per source phrase)",
+        f"{len(pairs.counts):,}",
+        f"{len(vocabulary.source_phrases):,}",
+        time.monotonic() - start,
+        f"{len(table):,}",
+        limit,
     )
     return table
 
 
 @dataclass
-class _ExtractedPhrases:
-    """Every extracted occurrence as ids of interned phrases and alignments."""
+class _PhraseVocabulary:
+    """Each distinct phrase and internal alignment once; its list index is its id."""
 
     source_phrases: list[Phrase]
     target_phrases: list[Phrase]
     alignments: list[PhraseAlignment]
-    source_ids: array  # one entry per occurrence
+
+
+@dataclass
+class _Occurrences:
+    """One entry per extracted phrase pair occurrence, as vocabulary ids."""
+
+    source_ids: array
     target_ids: array
     alignment_ids: array
 
@@ -372,22 +387,22 @@ def _extract_corpus(
     target_corpus: Sequence[Sequence[str]],
     alignments: Sequence[set[tuple[int, int]]],
     max_length: int,
-) -> _ExtractedPhrases:
+) -> tuple[_PhraseVocabulary, _Occurrences]:
     """Run ``extract_phrases`` on every sentence pair, interning what it finds."""
+    start = time.monotonic()
     source_index: dict[Phrase, int] = {}
     target_index: dict[Phrase, int] = {}
     alignment_index: dict[PhraseAlignment, int] = {}
-    source_ids, target_ids, alignment_ids = array("q"), array("q"), array("q")
+    occurrences = _Occurrences(array("i"), array("i"), array("i"))
     sentence_pairs = zip(source_corpus, target_corpus, alignments)
     for source, target, alignment in progress(
         sentence_pairs, total=len(source_corpus), desc="phrase extraction", unit="pairs"
     ):
+        spans = extract_phrases(source, target, alignment, max_length)  # checks links
         targets_of_source: list[list[int]] = [[] for _ in source]
         for source_position, target_position in sorted(alignment):
             targets_of_source[source_position].append(target_position)
-        for source_start, source_end, target_start, target_end in extract_phrases(
-            source, target, alignment, max_length
-        ):
+        for source_start, source_end, target_start, target_end in spans:
             source_phrase = tuple(source[source_start:source_end])
             target_phrase = tuple(target[target_start:target_end])
             inside = tuple(
@@ -395,212 +410,359 @@ def _extract_corpus(
                 for source_position in range(source_start, source_end)
                 for target_position in targets_of_source[source_position]
             )
-            source_ids.append(source_index.setdefault(source_phrase, len(source_index)))
-            target_ids.append(target_index.setdefault(target_phrase, len(target_index)))
-            alignment_ids.append(alignment_index.setdefault(inside, len(alignment_index)))
-    return _ExtractedPhrases(
-        list(source_index), list(target_index), list(alignment_index),
-        source_ids, target_ids, alignment_ids,
+            occurrences.source_ids.append(
+                source_index.setdefault(source_phrase, len(source_index))
+            )
+            occurrences.target_ids.append(
+                target_index.setdefault(target_phrase, len(target_index))
+            )
+            occurrences.alignment_ids.append(
+                alignment_index.setdefault(inside, len(alignment_index))
+            )
+    seconds = time.monotonic() - start
+    logger.info(
+        "extracted %s phrase-pair occurrences from %s sentence pairs in %.1f s, "
+        "%s sentence pairs/s",
+        f"{len(occurrences.source_ids):,}",
+        f"{len(source_corpus):,}",
+        seconds,
+        f"{len(source_corpus) / max(seconds, 1e-9):,.0f}",
     )
+    vocabulary = _PhraseVocabulary(
+        list(source_index), list(target_index), list(alignment_index)
+    )
+    return vocabulary, occurrences
 
 
 @dataclass
 class _PairCounts:
-    """Distinct phrase pairs, sorted by source id, with counts and best alignment."""
+    """Distinct phrase pairs with their counts and most frequent alignment."""
 
-    source_ids: np.ndarray  # (n_pairs,)
-    target_ids: np.ndarray  # (n_pairs,)
-    alignment_ids: np.ndarray  # (n_pairs,) most frequent internal alignment
+    source_ids: np.ndarray  # (n_pairs,) int64
+    target_ids: np.ndarray  # (n_pairs,) int64
+    alignment_ids: np.ndarray  # (n_pairs,) int64
     counts: np.ndarray  # (n_pairs,) count(src, tgt)
-    source_counts: np.ndarray  # (n_pairs,) count(src)
-    target_counts: np.ndarray  # (n_pairs,) count(tgt)
+    source_counts: np.ndarray  # (n_pairs,) count(src) of the pair's source
+    target_counts: np.ndarray  # (n_pairs,) count(tgt) of the pair's target
 
 
-def _count_pairs(extracted: _ExtractedPhrases) -> _PairCounts:
+def _count_pairs(
+    occurrences: _Occurrences, vocabulary: _PhraseVocabulary
+) -> _PairCounts:
     """Count occurrences per (pair, alignment), then per pair, source and target."""
-    source_ids = np.frombuffer(extracted.source_ids, dtype=np.int64)
-    target_ids = np.frombuffer(extracted.target_ids, dtype=np.int64)
-    alignment_ids = np.frombuffer(extracted.alignment_ids, dtype=np.int64)
-    pair_keys = source_ids * max(len(extracted.target_phrases), 1) + target_ids
+    base = max(len(vocabulary.target_phrases), 1)
+    source_ids = np.frombuffer(occurrences.source_ids, dtype=np.intc).astype(np.int64)
+    target_ids = np.frombuffer(occurrences.target_ids, dtype=np.intc)
+    pair_keys = source_ids * base + target_ids  # (n_occurrences,) int64
+    del source_ids
+    alignment_ids = np.frombuffer(occurrences.alignment_ids, dtype=np.intc)
 
-    # (pair, alignment) runs: sorted by pair, then alignment id (first seen first)
+    # runs of equal (pair, alignment), sorted by pair then by alignment id
     order = np.lexsort((alignment_ids, pair_keys))
-    sorted_pairs, sorted_alignments = pair_keys[order], alignment_ids[order]
-    new_run = np.ones(len(order), dtype=bool)
-    new_run[1:] = (sorted_pairs[1:] != sorted_pairs[:-1]) | (
-        sorted_alignments[1:] != sorted_alignments[:-1]
+    run_pairs, run_alignments, run_counts = _runs(
+        pair_keys[order], alignment_ids[order]
     )
-    run_starts = np.flatnonzero(new_run)
-    run_pairs, run_alignments = sorted_pairs[run_starts], sorted_alignments[run_starts]
-    run_counts = np.diff(np.append(run_starts, len(order)))  # (n_runs,)
 
-    # per pair: its most frequent run; a stable sort keeps the first-seen one on ties
-    by_count = np.lexsort((-run_counts, run_pairs))
+    # each pair's best run: the most frequent; on a tie the lowest alignment id (the
+    # alignment met first in the corpus), as lexsort is stable and runs are in id order
+    by_count = np.lexsort((-run_counts, run_pairs))  # (n_runs,)
+    pair_of_run = run_pairs[by_count]
     first_of_pair = np.ones(len(by_count), dtype=bool)
-    first_of_pair[1:] = run_pairs[by_count][1:] != run_pairs[by_count][:-1]
+    first_of_pair[1:] = pair_of_run[1:] != pair_of_run[:-1]
     best_runs = by_count[first_of_pair]  # (n_pairs,)
-    pair_starts = np.flatnonzero(first_of_pair)
-    pair_counts = np.add.reduceat(run_counts[by_count], pair_starts) if len(by_count) else (
-        np.zeros(0, dtype=np.int64)
+    pair_of_sorted_run = np.cumsum(first_of_pair) - 1  # (n_runs,) 0, 0, 1, 2, 2, ...
+    pair_counts = np.bincount(pair_of_sorted_run, weights=run_counts[by_count])
+    pair_counts = pair_counts.astype(np.int64)  # (n_pairs,)
+
+    source_ids, target_ids = run_pairs[best_runs] // base, run_pairs[best_runs] % base
+    source_totals = np.bincount(
+        source_ids, weights=pair_counts, minlength=len(vocabulary.source_phrases)
+    ).astype(np.int64)
+    target_totals = np.bincount(
+        target_ids, weights=pair_counts, minlength=len(vocabulary.target_phrases)
+    ).astype(np.int64)
+    return _PairCounts(
+        source_ids,
+        target_ids,
+        run_alignments[best_runs],
+        pair_counts,
+        source_totals[source_ids],
+        target_totals[target_ids],
     )
 
-    base = max(len(extracted.target_phrases), 1)
-    pair_sources, pair_targets = run_pairs[best_runs] // base, run_pairs[best_runs] % base
-    source_totals = np.bincount(pair_sources, weights=pair_counts,
-                                minlength=len(extracted.source_phrases))
-    target_totals = np.bincount(pair_targets, weights=pair_counts,
-                                minlength=len(extracted.target_phrases))
-    return _PairCounts(
-        pair_sources, pair_targets, run_alignments[best_runs], pair_counts,
-        source_totals[pair_sources].astype(np.int64),
-        target_totals[pair_targets].astype(np.int64),
-    )
+
+def _runs(
+    keys: np.ndarray, alignment_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Collapse sorted (key, alignment) rows into distinct rows and their counts."""
+    new_run = np.ones(len(keys), dtype=bool)
+    new_run[1:] = (keys[1:] != keys[:-1]) | (alignment_ids[1:] != alignment_ids[:-1])
+    run_starts = np.flatnonzero(new_run)
+    run_counts = np.diff(np.append(run_starts, len(keys)))
+    return keys[run_starts], alignment_ids[run_starts], run_counts
 
 
 def _lexical_weights(
     pairs: _PairCounts,
-    extracted: _ExtractedPhrases,
+    vocabulary: _PhraseVocabulary,
     direct_lexicon: LexicalTable,
     inverse_lexicon: LexicalTable,
-) -> tuple[list[float], list[float]]:
+) -> tuple[np.ndarray, np.ndarray]:
     """lex(src|tgt) and lex(tgt|src) of every pair under its best alignment."""
-    inverse_weights, direct_weights = [], []
-    for source_id, target_id, alignment_id in zip(
-        pairs.source_ids.tolist(), pairs.target_ids.tolist(), pairs.alignment_ids.tolist()
+    # w(s|t) keyed (given word, predicted word), like direct_lexicon
+    inverse_by_target = {(t, s): weight for (s, t), weight in inverse_lexicon.items()}
+    link_groups: dict[tuple[int, int, int], tuple[_AlignedTo, _AlignedTo]] = {}
+    inverse_weights, direct_weights = array("d"), array("d")
+    for source_id, target_id, alignment_id in _rows(
+        pairs.source_ids, pairs.target_ids, pairs.alignment_ids
     ):
-        source_phrase = extracted.source_phrases[source_id]
-        target_phrase = extracted.target_phrases[target_id]
-        alignment = extracted.alignments[alignment_id]
+        source_phrase = vocabulary.source_phrases[source_id]
+        target_phrase = vocabulary.target_phrases[target_id]
+        shape = (alignment_id, len(source_phrase), len(target_phrase))
+        groups = link_groups.get(shape)
+        if groups is None:
+            groups = link_groups[shape] = _aligned_positions(
+                vocabulary.alignments[alignment_id], *shape[1:]
+            )
+        targets_of_source, sources_of_target = groups
         inverse_weights.append(
-            _lexical_weight(source_phrase, target_phrase, alignment, inverse_lexicon, True)
+            _lexical_weight(
+                source_phrase, target_phrase, targets_of_source, inverse_by_target
+            )
         )
         direct_weights.append(
-            _lexical_weight(source_phrase, target_phrase, alignment, direct_lexicon, False)
+            _lexical_weight(
+                target_phrase, source_phrase, sources_of_target, direct_lexicon
+            )
         )
-    return inverse_weights, direct_weights
+    return np.frombuffer(inverse_weights), np.frombuffer(direct_weights)
+
+
+# For each word of one phrase, the positions in the other phrase it is linked to.
+_AlignedTo = tuple[tuple[int, ...], ...]
+
+
+def _aligned_positions(
+    alignment: PhraseAlignment, source_length: int, target_length: int
+) -> tuple[_AlignedTo, _AlignedTo]:
+    """(targets linked to each source word, sources linked to each target word)."""
+    targets_of_source: list[list[int]] = [[] for _ in range(source_length)]
+    sources_of_target: list[list[int]] = [[] for _ in range(target_length)]
+    for source_index, target_index in alignment:
+        targets_of_source[source_index].append(target_index)
+        sources_of_target[target_index].append(source_index)
+    return tuple(map(tuple, targets_of_source)), tuple(map(tuple, sources_of_target))
 
 
 def _lexical_weight(
-    source_phrase: Phrase,
-    target_phrase: Phrase,
-    alignment: PhraseAlignment,
-    lexicon: LexicalTable,
-    inverse: bool,
+    predicted: Phrase, given: Phrase, aligned_to: _AlignedTo, lexicon: LexicalTable
 ) -> float:
-    """lex(tgt|src) from w(t|s), or with ``inverse`` lex(src|tgt) from w(s|t).
+    """prod over predicted words of the mean w(word | linked given word).
 
-    The predicted side's words each contribute the mean of w over the words
-    they are aligned to, or w given NULL when aligned to nothing.
+    ``lexicon`` is keyed ``(given word, predicted word)``; a predicted word
+    linked to nothing uses w(word | NULL), the key ``(None, word)``.
     """
-    predicted = source_phrase if inverse else target_phrase
-    aligned_to: list[list[int]] = [[] for _ in predicted]
-    for source_index, target_index in alignment:
-        if inverse:
-            aligned_to[source_index].append(target_index)
-        else:
-            aligned_to[target_index].append(source_index)
-
     weight = 1.0
-    for index, word in enumerate(predicted):
-        givens = aligned_to[index]
-        if inverse:
-            keys = [(word, target_phrase[j]) for j in givens] or [(word, None)]
+    for word, positions in zip(predicted, aligned_to):
+        if len(positions) == 1:
+            weight *= lexicon[given[positions[0]], word]
+        elif not positions:
+            weight *= lexicon[None, word]
         else:
-            keys = [(source_phrase[i], word) for i in givens] or [(None, word)]
-        weight *= sum(lexicon[key] for key in keys) / len(keys)
+            total = sum(lexicon[given[position], word] for position in positions)
+            weight *= total / len(positions)
     return weight
 
 
 def _make_table(
     pairs: _PairCounts,
-    extracted: _ExtractedPhrases,
-    lexical_weights: tuple[list[float], list[float]],
+    vocabulary: _PhraseVocabulary,
+    lexical_weights: tuple[np.ndarray, np.ndarray],
     limit: int | None,
 ) -> PhraseTable:
     """Turn scored pairs into PhraseEntry lists, keeping the best ``limit`` of each."""
     inverse_weights, direct_weights = lexical_weights
     counts = pairs.counts.astype(np.float64)
-    inverse_probabilities = (counts / pairs.target_counts).tolist()
-    direct_probabilities = (counts / pairs.source_counts).tolist()
+    inverse_probabilities = counts / pairs.target_counts  # (n_pairs,) phi(src|tgt)
+    direct_probabilities = counts / pairs.source_counts  # (n_pairs,) phi(tgt|src)
 
-    # pairs are sorted by source id; rank inside each source as PhraseTable does
-    order = np.lexsort((
-        -np.array(direct_weights), -np.array(direct_probabilities), pairs.source_ids,
-    )).tolist()
-    source_ids, target_ids = pairs.source_ids.tolist(), pairs.target_ids.tolist()
-    alignment_ids = pairs.alignment_ids.tolist()
-    pair_counts = pairs.counts.tolist()
-    source_counts, target_counts = pairs.source_counts.tolist(), pairs.target_counts.tolist()
+    # group by source, best first inside each group, as PhraseTable orders them
+    order = np.lexsort((-direct_weights, -direct_probabilities, pairs.source_ids))
+    if limit is not None:
+        order = order[_rank_within_groups(pairs.source_ids[order]) < limit]
+    columns = (
+        pairs.source_ids,
+        pairs.target_ids,
+        pairs.alignment_ids,
+        inverse_probabilities,
+        inverse_weights,
+        direct_probabilities,
+        direct_weights,
+        pairs.target_counts,
+        pairs.source_counts,
+        pairs.counts,
+    )
 
     entries: dict[Phrase, list[PhraseEntry]] = {}
-    for pair in order:
-        source = extracted.source_phrases[source_ids[pair]]
-        translations = entries.setdefault(source, [])
-        if limit is not None and len(translations) >= limit:
-            continue
+    shared_counts: dict[tuple, tuple] = {}  # most pairs share a few count triples
+    previous_source = -1
+    translations: list[PhraseEntry] = []
+    for row in _rows(*(column[order] for column in columns)):
+        source_id, target_id, alignment_id = row[:3]
+        if source_id != previous_source:
+            translations = entries[vocabulary.source_phrases[source_id]] = []
+            previous_source = source_id
+        counts = row[7:]
         translations.append(
             PhraseEntry(
-                extracted.target_phrases[target_ids[pair]],
-                (
-                    inverse_probabilities[pair], inverse_weights[pair],
-                    direct_probabilities[pair], direct_weights[pair],
-                ),
-                extracted.alignments[alignment_ids[pair]],
-                (target_counts[pair], source_counts[pair], pair_counts[pair]),
+                vocabulary.target_phrases[target_id],
+                row[3:7],
+                vocabulary.alignments[alignment_id],
+                shared_counts.setdefault(counts, counts),
             )
         )
     return PhraseTable(entries)
 
 
+def _rank_within_groups(group_ids: np.ndarray) -> np.ndarray:
+    """0, 1, 2, ... within each run of equal ids (ids must be grouped)."""
+    starts = np.ones(len(group_ids), dtype=bool)
+    starts[1:] = group_ids[1:] != group_ids[:-1]
+    positions = np.arange(len(group_ids))
+    return positions - np.maximum.accumulate(np.where(starts, positions, 0))
+
+
+def _rows(*columns: np.ndarray, block: int = 1 << 16) -> Iterator[tuple]:
+    """Rows of equal-length numpy columns as Python values, converted in blocks."""
+    for start in range(0, len(columns[0]), block):
+        yield from zip(*(column[start : start + block].tolist() for column in columns))
+
+
 # ---------------------------------------------------------------- Moses format
 
 
-def _moses_line(source_text: str, entry: PhraseEntry) -> str:
-    scores = " ".join(repr(score) for score in entry.scores)
-    links = " ".join(f"{i}-{j}" for i, j in entry.alignment)
-    counts = " ".join(str(count) for count in entry.counts)
-    return FIELD_SEPARATOR.join(
-        (source_text, " ".join(entry.target), scores, links, counts)
-    ) + "\n"
+class _MosesWriter:
+    """Formats Moses lines, formatting each distinct alignment only once."""
+
+    def __init__(self) -> None:
+        self._alignment_texts: dict[PhraseAlignment, str] = {}
+
+    def lines(self, source_text: str, translations: list[PhraseEntry]) -> str:
+        """The lines of one source phrase's translations, joined."""
+        lines = []
+        for entry in translations:
+            links = self._alignment_texts.get(entry.alignment)
+            if links is None:
+                links = " ".join(f"{i}-{j}" for i, j in entry.alignment)
+                self._alignment_texts[entry.alignment] = links
+            inverse_phrase, inverse_lexical, direct_phrase, direct_lexical = (
+                entry.scores
+            )
+            target_count, source_count, pair_count = entry.counts
+            lines.append(
+                f"{source_text} ||| {' '.join(entry.target)} ||| "
+                f"{inverse_phrase!r} {inverse_lexical!r} {direct_phrase!r} "
+                f"{direct_lexical!r} ||| {links} ||| "
+                f"{target_count} {source_count} {pair_count}\n"
+            )
+        return "".join(lines)
 
 
-def _parse_moses_line(line: str, where: str) -> tuple[Phrase, PhraseEntry]:
-    fields = [part.strip() for part in line.split("|||")]
-    if len(fields) < 3:
-        raise MtcError(
-            f"{where}: expected 'source ||| target ||| 4 scores [||| alignment "
-            f"[||| counts]]', found {len(fields)} field(s); is this a Moses phrase table?"
+class _MosesReader:
+    """Parses Moses lines, keeping one copy of each repeated phrase and alignment.
+
+    Fields are cached by their raw text, spaces included, so the common case
+    of a phrase, alignment or counts field seen before costs one dict lookup.
+    """
+
+    def __init__(self) -> None:
+        self._last_source: tuple[str, Phrase] = ("", ())
+        self._targets: dict[str, Phrase] = {}
+        # alignment text -> (alignment, its largest source index, largest target index)
+        self._alignments: dict[str, tuple[PhraseAlignment, int, int]] = {}
+        self._counts: dict[str, tuple[int, int, int]] = {}
+
+    def parse(self, line: str, where: str) -> tuple[Phrase, PhraseEntry]:
+        """The source phrase and entry of one line; MtcError naming ``where``."""
+        fields = line.split("|||")
+        if len(fields) < 3:
+            raise MtcError(
+                f"{where}: expected 'source ||| target ||| 4 scores [||| alignment "
+                f"[||| counts]]', found {len(fields)} field(s); "
+                "is this a Moses phrase table?"
+            )
+        source, target = self._source(fields[0]), self._target(fields[1])
+        if not source or not target:
+            raise MtcError(f"{where}: empty source or target phrase")
+        scores = _parse_scores(fields[2], where)
+        alignment = self._alignment(
+            fields[3] if len(fields) > 3 else "", source, target, where
         )
-    source, target = tuple(fields[0].split()), tuple(fields[1].split())
-    if not source or not target:
-        raise MtcError(f"{where}: empty source or target phrase")
-    scores = _parse_numbers(fields[2], float, 4, "scores", where)
-    alignment = _parse_alignment(fields[3] if len(fields) > 3 else "", source, target, where)
-    counts = (
-        _parse_numbers(fields[4], int, 3, "counts", where)
-        if len(fields) > 4 and fields[4]
-        else (0, 0, 0)
-    )
-    return source, PhraseEntry(target, scores, alignment, counts)
+        counts_text = fields[4] if len(fields) > 4 else ""
+        counts = self._counts.get(counts_text)
+        if counts is None:
+            counts = self._counts[counts_text] = _parse_counts(counts_text, where)
+        return source, PhraseEntry(target, scores, alignment, counts)
+
+    def _source(self, text: str) -> Phrase:
+        # a Moses table lists all translations of a source phrase together
+        if text != self._last_source[0]:
+            self._last_source = (text, tuple(text.split()))
+        return self._last_source[1]
+
+    def _target(self, text: str) -> Phrase:
+        phrase = self._targets.get(text)
+        if phrase is None:
+            phrase = self._targets[text] = tuple(text.split())
+        return phrase
+
+    def _alignment(
+        self, text: str, source: Phrase, target: Phrase, where: str
+    ) -> PhraseAlignment:
+        cached = self._alignments.get(text)
+        if cached is None or cached[1] >= len(source) or cached[2] >= len(target):
+            alignment = _parse_alignment(text, source, target, where)
+            cached = self._alignments[text] = (
+                alignment,
+                max((i for i, _ in alignment), default=-1),
+                max((j for _, j in alignment), default=-1),
+            )
+        return cached[0]
 
 
-def _parse_numbers(text: str, kind: type, expected: int, name: str, where: str) -> tuple:
-    parts = text.split()
+def _parse_scores(text: str, where: str) -> tuple[float, float, float, float]:
     try:
-        numbers = tuple(kind(part) for part in parts)
+        scores = tuple(map(float, text.split()))
     except ValueError:
-        numbers = ()
-    if len(parts) != expected or len(numbers) != expected:
-        noun = "numbers" if kind is float else "integers"
-        raise MtcError(f"{where}: expected {expected} {noun} as {name}, found {text!r}")
-    return numbers
+        scores = ()
+    if len(scores) != 4:
+        raise MtcError(f"{where}: expected 4 numbers as scores, found {text.strip()!r}")
+    return scores  # type: ignore[return-value]
 
 
-def _parse_alignment(text: str, source: Phrase, target: Phrase, where: str) -> PhraseAlignment:
+def _parse_counts(text: str, where: str) -> tuple[int, int, int]:
+    """c_tgt c_src c_pair; a table without counts gets (0, 0, 0)."""
+    parts = text.split()
+    if not parts:
+        return (0, 0, 0)
+    try:
+        counts = tuple(map(int, parts))
+    except ValueError:
+        counts = ()
+    if len(counts) != 3:
+        raise MtcError(
+            f"{where}: expected 3 integers as counts, found {text.strip()!r}"
+        )
+    return counts  # type: ignore[return-value]
+
+
+def _parse_alignment(
+    text: str, source: Phrase, target: Phrase, where: str
+) -> PhraseAlignment:
     links = []
     for link in text.split():
         source_text, dash, target_text = link.partition("-")
-        if not (dash and source_text.isdigit() and target_text.isdigit()):
+        if not (dash and source_text.isdecimal() and target_text.isdecimal()):
             raise MtcError(f"{where}: alignment point {link!r} is not of the form i-j")
         source_index, target_index = int(source_text), int(target_text)
         if source_index >= len(source) or target_index >= len(target):
@@ -626,14 +788,36 @@ def _open_for_writing(path: Path) -> Iterator[IO[str]]:
                 yield stream
 
 
+@contextlib.contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while millions of tuples are built.
+
+    Each full collection walks every object made so far and, since phrase
+    tuples form no cycles, frees nothing; left on, these walks make up
+    about 40% of the time spent reading a table.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line without its end) for a UTF-8 file, gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as stream:
-            for line_number, raw in enumerate(stream, start=1):
+        with open(path, "rb") as raw:
+            # gzip's own line iteration is slow; a buffered reader on top is not
+            stream = (
+                io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20)
+                if path.suffix == ".gz"
+                else raw
+            )
+            for line_number, line in enumerate(stream, start=1):
                 try:
-                    yield line_number, raw.decode("utf-8").rstrip("\r\n")
+                    yield line_number, line.decode("utf-8").rstrip("\r\n")
                 except UnicodeDecodeError:
                     raise MtcError(
                         f"{path}:{line_number}: not valid UTF-8; "

@@ -33,31 +33,30 @@ import heapq
 from typing import Callable, Iterable
 
 Alignment = set[tuple[int, int]]
+Points = Iterable[tuple[int, int]]  # any collection of (source, target) points
 
 # Koehn (2010), figure 4.10: the four horizontal/vertical neighbours, then the
 # four diagonal ones, as (source offset, target offset).
 NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
 
 
-def intersection(forward: Iterable[tuple[int, int]], backward: Iterable[tuple[int, int]]) -> Alignment:
+def intersection(forward: Points, backward: Points) -> Alignment:
     """Points in both alignments."""
     return set(forward) & set(backward)
 
 
-def union(forward: Iterable[tuple[int, int]], backward: Iterable[tuple[int, int]]) -> Alignment:
+def union(forward: Points, backward: Points) -> Alignment:
     """Points in either alignment."""
     return set(forward) | set(backward)
 
 
-def grow_diag(forward: Iterable[tuple[int, int]], backward: Iterable[tuple[int, int]]) -> Alignment:
+def grow_diag(forward: Points, backward: Points) -> Alignment:
     """The intersection grown into neighbouring union points (diagonals included)."""
     forward, backward = set(forward), set(backward)
     return _GrowingAlignment(forward & backward).grow(forward | backward).points
 
 
-def grow_diag_final(
-    forward: Iterable[tuple[int, int]], backward: Iterable[tuple[int, int]]
-) -> Alignment:
+def grow_diag_final(forward: Points, backward: Points) -> Alignment:
     """grow-diag, then union points whose source or target word is unaligned."""
     forward, backward = set(forward), set(backward)
     alignment = _GrowingAlignment(forward & backward).grow(forward | backward)
@@ -66,9 +65,7 @@ def grow_diag_final(
     return alignment.points
 
 
-def grow_diag_final_and(
-    forward: Iterable[tuple[int, int]], backward: Iterable[tuple[int, int]]
-) -> Alignment:
+def grow_diag_final_and(forward: Points, backward: Points) -> Alignment:
     """grow-diag, then union points whose source and target words are both unaligned."""
     forward, backward = set(forward), set(backward)
     alignment = _GrowingAlignment(forward & backward).grow(forward | backward)
@@ -87,8 +84,8 @@ HEURISTICS: dict[str, Callable[[Alignment, Alignment], Alignment]] = {
 
 
 def symmetrize(
-    forward: Iterable[tuple[int, int]],
-    backward: Iterable[tuple[int, int]],
+    forward: Points,
+    backward: Points,
     heuristic: str = "grow-diag-final-and",
 ) -> Alignment:
     """Combine two directional alignments with the named heuristic."""
@@ -103,7 +100,7 @@ def symmetrize(
 
 
 class _GrowingAlignment:
-    """An alignment being grown, with the aligned source and target words counted."""
+    """An alignment being grown, with the sets of aligned source and target words."""
 
     def __init__(self, points: Alignment) -> None:
         self.points: Alignment = set()
@@ -126,7 +123,11 @@ class _GrowingAlignment:
                 continue
             source_free = point[0] not in self.aligned_source
             target_free = point[1] not in self.aligned_target
-            if (source_free and target_free) if both_unaligned else (source_free or target_free):
+            if (
+                (source_free and target_free)
+                if both_unaligned
+                else (source_free or target_free)
+            ):
                 self._add(point)
 
     def _grow_pass(self, union_points: Alignment) -> bool:
