@@ -50,7 +50,9 @@ class SubwordModel:
         """Load a ``.model`` file written by :func:`train_sentencepiece`."""
         path = Path(path)
         if not path.is_file():
-            raise MtcError(f"{path}: SentencePiece model not found; retrain the NMT model")
+            raise MtcError(
+                f"{path}: SentencePiece model not found; retrain the NMT model"
+            )
         processor = sentencepiece.SentencePieceProcessor()
         try:
             processor.Load(str(path))
@@ -100,7 +102,8 @@ def train_sentencepiece(
     """
     if model_type not in MODEL_TYPES:
         raise MtcError(
-            f"unknown SentencePiece model type {model_type!r}; valid: {', '.join(MODEL_TYPES)}"
+            f"unknown SentencePiece model type {model_type!r}; "
+            f"valid: {', '.join(MODEL_TYPES)}"
         )
     lines = [line for line in lines if line.strip()]
     if not lines:

@@ -93,7 +93,9 @@ def make_batches(
     return batches
 
 
-def _cost(sources: Sequence[list[int]], targets: Sequence[list[int]], index: int) -> int:
+def _cost(
+    sources: Sequence[list[int]], targets: Sequence[list[int]], index: int
+) -> int:
     # +1 for the EOS (source, target output) or BOS (target input) symbol
     return max(len(sources[index]), len(targets[index])) + 1
 

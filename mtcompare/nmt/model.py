@@ -27,7 +27,7 @@ encoder outputs, between stacked layers and to the attentional hidden state.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -49,18 +49,27 @@ class ModelConfig:
     hidden_size: int = 256
     encoder_layers: int = 1
     decoder_layers: int = 1
-    dropout: float = 0.3
+    dropout: float = 0.2
     attention: str = "general"
 
     def validate(self) -> None:
         if self.attention not in ATTENTION_TYPES:
             raise MtcError(
-                f"unknown attention {self.attention!r}; valid: {', '.join(ATTENTION_TYPES)}"
+                f"unknown attention {self.attention!r}; "
+                f"valid: {', '.join(ATTENTION_TYPES)}"
             )
-        for name in ("src_vocab_size", "tgt_vocab_size", "embedding_size", "hidden_size",
-                     "encoder_layers", "decoder_layers"):
+        for name in (
+            "src_vocab_size",
+            "tgt_vocab_size",
+            "embedding_size",
+            "hidden_size",
+            "encoder_layers",
+            "decoder_layers",
+        ):
             if getattr(self, name) < 1:
-                raise MtcError(f"model {name} must be at least 1, got {getattr(self, name)}")
+                raise MtcError(
+                    f"model {name} must be at least 1, got {getattr(self, name)}"
+                )
         if not 0.0 <= self.dropout < 1.0:
             raise MtcError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -112,7 +121,7 @@ class Attention(nn.Module):
             self.energy = nn.Linear(query_size, 1, bias=False)
 
     def keys(self, memory: torch.Tensor) -> torch.Tensor:
-        """Project the memory once per sentence: W_a m_s (general) or U m_s (additive)."""
+        """Project the memory once per sentence: W_a m_s (general), U m_s (additive)."""
         return self.key_projection(memory)  # batch x src_len x query_size
 
     def forward(
@@ -126,11 +135,17 @@ class Attention(nn.Module):
         if self.kind == "general":
             scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # batch x src_len
         else:
-            projected = self.query_projection(query).unsqueeze(1)  # batch x 1 x query_size
-            scores = self.energy(torch.tanh(keys + projected)).squeeze(2)  # batch x src_len
+            projected = self.query_projection(query).unsqueeze(
+                1
+            )  # batch x 1 x query_size
+            scores = self.energy(torch.tanh(keys + projected)).squeeze(
+                2
+            )  # batch x src_len
         scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)  # batch x src_len
-        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)  # batch x memory_size
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(
+            1
+        )  # batch x memory_size
         return context, weights
 
 
@@ -162,7 +177,9 @@ class Seq2Seq(nn.Module):
             config.tgt_vocab_size, config.embedding_size, padding_idx=PAD_ID
         )
         self.decoder_cells = nn.ModuleList(
-            nn.LSTMCell(config.embedding_size + hidden if layer == 0 else hidden, hidden)
+            nn.LSTMCell(
+                config.embedding_size + hidden if layer == 0 else hidden, hidden
+            )
             for layer in range(config.decoder_layers)
         )
         self.attention = Attention(config.attention, hidden, 2 * hidden)
@@ -215,7 +232,8 @@ class Seq2Seq(nn.Module):
         Returns the logits over the target vocabulary (batch x tgt_vocab), the
         new state and the attention weights (batch x src_len).
         """
-        attentional, state, weights = self._step(previous, state, encoded)
+        embedded = self.dropout(self.tgt_embedding(previous))  # batch x emb
+        attentional, state, weights = self._step(embedded, state, encoded)
         return self.output(attentional), state, weights
 
     def forward(
@@ -224,18 +242,21 @@ class Seq2Seq(nn.Module):
         """Teacher-forced logits (batch x tgt_len x tgt_vocab) for ``tgt_input``."""
         encoded = self.encode(src, src_lengths)
         state = self.initial_state(encoded)
+        # one embedding lookup and one unbind for all steps, so that the backward
+        # pass fills one gradient tensor rather than one per step
+        embedded = self.dropout(self.tgt_embedding(tgt_input))  # batch x tgt_len x emb
         attentional_states = []
-        for position in range(tgt_input.size(1)):
-            attentional, state, _ = self._step(tgt_input[:, position], state, encoded)
+        for step_input in embedded.unbind(dim=1):  # each batch x emb
+            attentional, state, _ = self._step(step_input, state, encoded)
             attentional_states.append(attentional)
         stacked = torch.stack(attentional_states, dim=1)  # batch x tgt_len x hidden
         return self.output(stacked)  # batch x tgt_len x tgt_vocab
 
     def _step(
-        self, previous: torch.Tensor, state: DecoderState, encoded: EncoderOutput
+        self, embedded: torch.Tensor, state: DecoderState, encoded: EncoderOutput
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        embedded = self.dropout(self.tgt_embedding(previous))  # batch x emb
-        layer_input = torch.cat([embedded, state.input_feed], dim=1)  # batch x emb+hidden
+        """Advance the decoder by one step from the embedded previous piece."""
+        layer_input = torch.cat([embedded, state.input_feed], dim=1)  # batch x emb+hid
         hidden, cell = [], []
         for layer, lstm_cell in enumerate(self.decoder_cells):
             h, c = lstm_cell(layer_input, (state.hidden[layer], state.cell[layer]))
@@ -248,6 +269,3 @@ class Seq2Seq(nn.Module):
         combined = torch.cat([context, layer_input], dim=1)  # batch x 3*hidden
         attentional = self.dropout(torch.tanh(self.combine(combined)))  # batch x hidden
         return attentional, DecoderState(hidden, cell, attentional), weights
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)

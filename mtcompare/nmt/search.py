@@ -97,7 +97,11 @@ def beam_search(
     """Best hypothesis per sentence under the normalised score; ids without EOS."""
     model.eval()
     search = _BeamSearch(
-        model, src, src_lengths, beam_size, length_penalty,
+        model,
+        src,
+        src_lengths,
+        beam_size,
+        length_penalty,
         max_output_lengths(src_lengths, max_length_ratio, max_length_extra),
     )
     return search.run()
@@ -133,12 +137,19 @@ class _BeamSearch:
         self.state: DecoderState = model.initial_state(encoded).index_select(rows)
         self.encoded: EncoderOutput = encoded.index_select(rows)
         self.limits = limits  # sentences: max pieces, per sentence still searched
-        self.active = list(range(batch))  # original index of each sentence still searched
+        self.active = list(
+            range(batch)
+        )  # original index of each sentence still searched
         self.scores = torch.full((batch, beam_size), float("-inf"), device=device)
-        self.scores[:, 0] = 0.0  # sentences x beam: raw log-probability of live hypotheses
-        self.history = torch.empty((batch, beam_size, 0), dtype=torch.long, device=device)
-        self.previous = torch.full((batch * beam_size,), BOS_ID, dtype=torch.long,
-                                   device=device)
+        self.scores[:, 0] = (
+            0.0  # sentences x beam: raw log-probability of live hypotheses
+        )
+        self.history = torch.empty(
+            (batch, beam_size, 0), dtype=torch.long, device=device
+        )
+        self.previous = torch.full(
+            (batch * beam_size,), BOS_ID, dtype=torch.long, device=device
+        )
         self.finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
         self.step = 0
 
@@ -150,14 +161,18 @@ class _BeamSearch:
 
     def _advance(self) -> None:
         sentences, beam = len(self.active), self.beam_size
-        logits, state, _ = self.model.decode_step(self.previous, self.state, self.encoded)
+        logits, state, _ = self.model.decode_step(
+            self.previous, self.state, self.encoded
+        )
         at_limit = self.step >= self.limits  # sentences
         logits = _only_end_at_limit(logits, at_limit.repeat_interleave(beam))
         log_probs = torch.log_softmax(logits.float(), dim=1)  # sentences*beam x vocab
+        # a row whose every piece is impossible gives NaN; it is a dead hypothesis
+        log_probs = log_probs.nan_to_num(nan=float("-inf"))
         vocab = log_probs.size(1)
         candidates = self.scores.unsqueeze(2) + log_probs.view(sentences, beam, vocab)
-        width = min(2 * beam, beam * vocab)
-        top_scores, top_ids = candidates.view(sentences, -1).topk(width, dim=1)  # s x 2k
+        flat = candidates.view(sentences, beam * vocab)
+        top_scores, top_ids = flat.topk(min(2 * beam, beam * vocab), dim=1)  # s x 2k
         origins = torch.div(top_ids, vocab, rounding_mode="floor")  # sentences x 2k
         tokens = top_ids % vocab  # sentences x 2k
 
@@ -237,8 +252,9 @@ def translate_ids(
     an empty source gives an empty output without being decoded.
     """
     outputs: list[list[int]] = [[] for _ in sources]
-    order = sorted((i for i in range(len(sources)) if sources[i]),
-                   key=lambda i: -len(sources[i]))
+    order = sorted(
+        (i for i in range(len(sources)) if sources[i]), key=lambda i: -len(sources[i])
+    )
     rows_per_sentence = 1 if greedy else search.beam_size
     start = 0
     while start < len(order):
@@ -249,12 +265,23 @@ def translate_ids(
         src = pad([sources[i] + [EOS_ID] for i in chunk]).to(device)  # batch x src_len
         src_lengths = torch.tensor([len(sources[i]) + 1 for i in chunk], device=device)
         if greedy:
-            results = greedy_search(model, src, src_lengths, search.max_length_ratio,
-                                    search.max_length_extra)
+            results = greedy_search(
+                model,
+                src,
+                src_lengths,
+                search.max_length_ratio,
+                search.max_length_extra,
+            )
         else:
-            results = beam_search(model, src, src_lengths, search.beam_size,
-                                  search.length_penalty, search.max_length_ratio,
-                                  search.max_length_extra)
+            results = beam_search(
+                model,
+                src,
+                src_lengths,
+                search.beam_size,
+                search.length_penalty,
+                search.max_length_ratio,
+                search.max_length_extra,
+            )
         for index, result in zip(chunk, results):
             outputs[index] = result
     return outputs

@@ -23,11 +23,13 @@ from typing import Sequence
 
 import torch
 
+from mtcompare.config import config_from_dict
 from mtcompare.data.subword import SubwordModel
+from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.nmt.model import ModelConfig, Seq2Seq
 from mtcompare.nmt.search import SearchConfig, translate_ids
-from mtcompare.nmt.train import CONFIG_FILE, LAST_CHECKPOINT, load_checkpoint
+from mtcompare.nmt.train import CONFIG_FILE, NMTConfig, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,8 @@ class NMTTranslator:
     def __init__(
         self,
         model: Seq2Seq,
-        source_preprocessor,
-        target_preprocessor,
+        source_preprocessor: Preprocessor,
+        target_preprocessor: Preprocessor,
         source_subwords: SubwordModel,
         target_subwords: SubwordModel,
         search: SearchConfig,
@@ -60,32 +62,32 @@ class NMTTranslator:
         self.batch_tokens = batch_tokens
 
     @classmethod
-    def load(cls, model_dir: str | Path, beam_size: int | None = None) -> "NMTTranslator":
+    def load(
+        cls, model_dir: str | Path, beam_size: int | None = None
+    ) -> "NMTTranslator":
         """Load ``model_dir``; ``beam_size`` overrides the one in its config."""
-        from mtcompare.data.tokenize import Preprocessor
-
         model_dir = Path(model_dir)
         config_path = model_dir / CONFIG_FILE
         if not config_path.is_file():
-            raise MtcError(f"{model_dir}: no {CONFIG_FILE}; the NMT model is incomplete, "
-                           "train it again with 'mtcompare train nmt'")
+            raise MtcError(
+                f"{model_dir}: no {CONFIG_FILE}; the NMT model is incomplete, "
+                "train it again with 'mtcompare train nmt'"
+            )
         settings = json.loads(config_path.read_text(encoding="utf-8"))
-        nmt, src_lang, tgt_lang = settings["nmt"], settings["src_lang"], settings["tgt_lang"]
+        nmt = config_from_dict(NMTConfig, settings["nmt"], where=str(config_path))
+        src_lang, tgt_lang = settings["src_lang"], settings["tgt_lang"]
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         checkpoint_path = model_dir / settings["checkpoint"]
-        if not checkpoint_path.is_file():
-            checkpoint_path = model_dir / LAST_CHECKPOINT
         checkpoint = load_checkpoint(checkpoint_path, device)
         model = Seq2Seq(ModelConfig(**checkpoint["model_config"])).to(device)
         model.load_state_dict(checkpoint["model"])
-        search = SearchConfig(
-            beam_size=beam_size or nmt["beam_size"],
-            length_penalty=nmt["length_penalty"],
-            max_length_ratio=nmt["max_length_ratio"],
-            max_length_extra=nmt["max_length_extra"],
+        search = nmt.search_config(beam_size)
+        logger.info(
+            "loaded NMT model %s (step %s), beam size %d",
+            checkpoint_path,
+            f"{checkpoint['progress']['step']:,}",
+            search.beam_size,
         )
-        logger.info("loaded NMT model %s (step %s), beam size %d", checkpoint_path,
-                    f"{checkpoint['progress']['step']:,}", search.beam_size)
         return cls(
             model,
             Preprocessor.load(model_dir / f"preprocess.{src_lang}.json"),
@@ -93,7 +95,7 @@ class NMTTranslator:
             SubwordModel.load(model_dir / f"spm.{src_lang}.model"),
             SubwordModel.load(model_dir / f"spm.{tgt_lang}.model"),
             search,
-            nmt["max_length"],
+            nmt.max_length,
             device,
         )
 
@@ -110,20 +112,26 @@ class NMTTranslator:
                 ids = ids[: self.max_source_length]
             sources.append(ids)
         if truncated:
-            logger.warning("cut %d source line(s) to the model's limit of %d pieces",
-                           truncated, self.max_source_length)
+            logger.warning(
+                "cut %d source line(s) to the model's limit of %d pieces",
+                truncated,
+                self.max_source_length,
+            )
         with torch.inference_mode():
             outputs = translate_ids(
                 self.model, sources, self.search, self.device, self.batch_tokens
             )
         translations = []
-        for source, ids in zip(sources, outputs):
-            if not source:
-                translations.append("")
-                continue
+        for ids in outputs:  # an empty source has an empty output
             tokens = self.target_subwords.decode(ids).split()
-            translations.append(self.target_preprocessor.decode(tokens) if tokens else "")
+            translations.append(
+                self.target_preprocessor.decode(tokens) if tokens else ""
+            )
         seconds = time.monotonic() - start
-        logger.info("translated %s lines in %.1f s, %.1f lines/s", f"{len(lines):,}",
-                    seconds, len(lines) / max(seconds, 1e-9))
+        logger.info(
+            "translated %s lines in %.1f s, %.1f lines/s",
+            f"{len(lines):,}",
+            seconds,
+            len(lines) / max(seconds, 1e-9),
+        )
         return translations
