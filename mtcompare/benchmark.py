@@ -37,7 +37,7 @@ STAGES_FILE = "stages.json"
 class BenchmarkOptions:
     corpus: str = "bible-es-en"
     train_size: int | None = None
-    nmt_minutes: float = 30.0
+    nmt_minutes: float = 40.0
     threads: int = 2
     smt_overrides: tuple[str, ...] = field(default_factory=tuple)
     nmt_overrides: tuple[str, ...] = field(default_factory=tuple)

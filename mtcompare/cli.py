@@ -214,7 +214,7 @@ def evaluate(reference: str, hypotheses: tuple[str, ...]) -> None:
               help="Run directory; re-running skips the stages already done.")
 @click.option("--train-size", type=click.IntRange(min=1),
               help="Use only the first N training pairs (quick runs).")
-@click.option("--nmt-minutes", default=30.0, show_default=True,
+@click.option("--nmt-minutes", default=40.0, show_default=True,
               type=click.FloatRange(min=0, min_open=True),
               help="NMT training budget in minutes.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
