@@ -82,7 +82,7 @@ def _results_table(systems: dict) -> list[str]:
         rows.append(
             f"| {name} | {system['BLEU']:.2f} | {system['chrF']:.2f} | "
             f"{_duration(system.get('train_seconds'))} | "
-            f"{_rate(system.get('sentences_per_second'))} sent/s | "
+            f"{_rate(system.get('sentences_per_second'), ' sent/s')} | "
             f"{_size(system.get('model_bytes'))} |"
         )
     return rows
@@ -108,8 +108,8 @@ def _duration(seconds: float | None) -> str:
     return "–" if seconds is None else format_duration(seconds)
 
 
-def _rate(rate: float | None) -> str:
-    return "–" if rate is None else f"{rate:,.1f}"
+def _rate(rate: float | None, unit: str = "") -> str:
+    return "–" if rate is None else f"{rate:,.1f}{unit}"
 
 
 def _size(size: int | None) -> str:
