@@ -154,7 +154,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_manifest_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(MtcError, match="run 'mtcompare prepare' first"):
+    with pytest.raises(MtcError, match="run 'mtcompare prepare"):
         train_nmt(tmp_path, tmp_path / "model", _tiny_config())
 
 

@@ -61,13 +61,28 @@ def is_prepared(directory: Path) -> bool:
 
 
 def load_manifest(directory: str | Path) -> dict:
+    """The manifest of a prepared directory, with its language codes checked."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise MtcError(
             f"{directory}: not a prepared corpus (no {MANIFEST}); "
             "run 'mtcompare prepare --out DIR' first"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(manifest["src_lang"], str) and isinstance(manifest["tgt_lang"], str)):
+            raise TypeError("language codes are not strings")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MtcError(
+            f"{path}: not a valid manifest ({error}); run 'mtcompare prepare' again"
+        ) from None
+    return manifest
+
+
+def prepared_languages(directory: str | Path) -> tuple[str, str]:
+    """(source, target) language codes of a prepared directory."""
+    manifest = load_manifest(directory)
+    return manifest["src_lang"], manifest["tgt_lang"]
 
 
 def prepare(config: PrepareConfig, out_dir: str | Path) -> dict:

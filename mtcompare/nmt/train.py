@@ -42,6 +42,7 @@ from typing import Any
 import sacrebleu
 import torch
 
+from mtcompare.data.prepare import prepared_languages
 from mtcompare.data.subword import EOS_ID, PAD_ID, SubwordModel, train_sentencepiece
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open, read_lines, write_text
@@ -240,19 +241,7 @@ def save_checkpoint(path: Path, contents: dict[str, Any]) -> None:
 
 
 def _languages(prepared_dir: Path) -> tuple[str, str]:
-    manifest_path = prepared_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise MtcError(
-            f"{prepared_dir}: not a prepared directory (no manifest.json); "
-            "run 'mtcompare prepare' first"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        src_lang, tgt_lang = manifest["src_lang"], manifest["tgt_lang"]
-    except (ValueError, KeyError) as error:
-        raise MtcError(
-            f"{manifest_path}: no src_lang/tgt_lang ({error}); rerun prepare"
-        ) from None
+    src_lang, tgt_lang = prepared_languages(prepared_dir)
     for lang in (src_lang, tgt_lang):
         if not (prepared_dir / f"preprocess.{lang}.json").is_file():
             raise MtcError(
