@@ -417,3 +417,60 @@ def test_invalid_utf8_names_file_and_line(tmp_path) -> None:
 
     with pytest.raises(MtcError, match=re.escape(f"{path}:2: not valid UTF-8")):
         PhraseTable.read_moses(path)
+
+
+# ---------------------------------------------------------------- filtered reading
+
+
+def test_read_moses_for_given_sources_keeps_exactly_their_entries(tmp_path) -> None:
+    table = build_phrase_table(*_random_aligned_corpus(seed=8), limit=None)
+    path = tmp_path / "phrase-table.gz"
+    table.write_moses(path)
+    known = sorted(table.entries)
+    wanted = set(known[::3]) | {("q",), ("a", "q")}  # two that are not in the table
+
+    filtered = PhraseTable.read_moses(path, sources=wanted)
+    pruned = PhraseTable.read_moses(path, limit=2, sources=list(wanted))
+
+    assert filtered.entries == {source: table[source] for source in known[::3]}
+    assert pruned.entries == {source: table[source][:2] for source in known[::3]}
+    assert filtered.max_source_length == max(map(len, known[::3]))
+    assert PhraseTable.read_moses(path, sources=set()).entries == {}
+
+
+def test_read_moses_for_given_sources_skips_other_lines_unparsed(tmp_path) -> None:
+    path = tmp_path / "phrase-table"
+    path.write_bytes(
+        b"la ||| the ||| 1 1 1 1 ||| 0-0 ||| 1 1 1\n"
+        b"el ||| the ||| not scores at all\n"
+        b"el  perro ||| the dog ||| 1 1 1 1\n"
+        b"perro ||| d\xf6g ||| 1 1 1 1\n"
+        b"\n"
+        b"la ||| her ||| 0.5 0.5 0.5 0.5\n"
+    )
+
+    table = PhraseTable.read_moses(path, sources={("la",), ("el", "perro")})
+
+    assert [entry.target for entry in table[("la",)]] == [("the",), ("her",)]
+    assert table[("el", "perro")][0].target == ("the", "dog")
+    with pytest.raises(MtcError, match=re.escape(f"{path}:2: expected 4 numbers")):
+        PhraseTable.read_moses(path, sources={("el",)})
+    with pytest.raises(MtcError, match=re.escape(f"{path}:4: not valid UTF-8")):
+        PhraseTable.read_moses(path, sources={("perro",)})
+
+
+def test_read_moses_for_given_sources_rejects_a_line_without_fields(tmp_path) -> None:
+    path = tmp_path / "phrase-table"
+    path.write_text("la ||| the ||| 1 1 1 1\nno fields here\n", encoding="utf-8")
+
+    with pytest.raises(MtcError, match=re.escape(f"{path}:2: expected 'source")):
+        PhraseTable.read_moses(path, sources={("la",)})
+
+
+def test_update_adds_source_phrases() -> None:
+    table = PhraseTable()
+    entry = PhraseEntry(("the", "dog"), (1.0,) * 4, ((0, 0), (1, 1)), (1, 1, 1))
+
+    table.update(PhraseTable({("el", "perro"): [entry]}))
+
+    assert table[("el", "perro")] == [entry] and table.max_source_length == 2

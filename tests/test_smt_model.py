@@ -18,7 +18,10 @@ from mtcompare.config import build_config
 
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
+from mtcompare.smt.decoder import Decoder
+from mtcompare.smt.lm import NGramLanguageModel
 from mtcompare.smt.model import SMTConfig, SMTTranslator, train_smt
+from mtcompare.smt.phrases import PhraseTable
 from mtcompare.translator import load_translator
 
 NOUNS = {
@@ -86,6 +89,64 @@ def test_translates_held_out_sentences(trained):
     sources = [source for source, _ in held_out[:12]]
     expected = [target_pre.decode(target.split()) for _, target in held_out[:12]]
     assert translator.translate(sources) == expected
+
+
+def _translate_with_full_table(model: Path, lines: list[str]) -> list[str]:
+    """What the translator did before it filtered: decode with every entry."""
+    config = SMTConfig(**json.loads((model / "config.json").read_text()))
+    phrase_table = PhraseTable.read_moses(
+        model / "phrase-table.gz", limit=config.phrase_limit
+    )
+    language_model = NGramLanguageModel.read_arpa(model / "lm.arpa.gz")
+    decoder = Decoder(phrase_table, language_model, config.decoder_config())
+    source_pre = Preprocessor.load(model / "preprocess.xx.json")
+    target_pre = Preprocessor.load(model / "preprocess.en.json")
+    outputs = []
+    for line in lines:
+        tokens = source_pre.encode(line)
+        size = config.max_input_length
+        words = [
+            word
+            for start in range(0, len(tokens), size)
+            for word in decoder.decode(tokens[start : start + size])
+        ]
+        outputs.append(target_pre.decode(words) if words else "")
+    return outputs
+
+
+def _shuffled_lines(held_out: list[tuple[str, str]], count: int) -> list[str]:
+    """Held-out sources with their words shuffled: odd spans, unknown words."""
+    generator = random.Random(5)
+    lines = []
+    for source, _ in held_out[:count]:
+        words = source.split() + ["desconocido"]
+        generator.shuffle(words)
+        lines.append(" ".join(words))
+    return lines
+
+
+def test_filtered_phrase_table_translates_as_the_full_one(trained, monkeypatch):
+    root, held_out, _ = trained
+    model = root / "model"
+    first = [source for source, _ in held_out[:6]] + _shuffled_lines(held_out, 4)
+    second = first[:3] + [source for source, _ in held_out[6:9]]
+    second += ["", " ".join([held_out[9][0]] * 14)]  # 112 tokens: two chunks
+    expected = _translate_with_full_table(model, first + second)
+    full_sources = len(PhraseTable.read_moses(model / "phrase-table.gz").entries)
+    reads = []
+    read_moses = PhraseTable.read_moses
+
+    def counting_read(*args, **kwargs):
+        reads.append(kwargs["sources"])
+        return read_moses(*args, **kwargs)
+
+    monkeypatch.setattr(PhraseTable, "read_moses", counting_read)
+    translator = SMTTranslator.load(model)
+    assert reads == []
+    assert translator.translate(first) + translator.translate(second) == expected
+    assert len(reads) == 2 and len(translator.phrase_table.entries) < full_sources
+    assert not reads[0] & reads[1]  # the second read asks only for new phrases
+    assert translator.translate(first[:3]) == expected[:3] and len(reads) == 2
 
 
 def test_model_directory_round_trips(trained):

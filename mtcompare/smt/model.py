@@ -22,11 +22,12 @@ is written last; its presence means the model directory is complete::
     model.json                  {"kind": "smt", ...}
 
 ``SMTTranslator`` loads such a directory and translates raw lines: the shared
-preprocessor tokenises and truecases, the stack decoder translates (in worker
-processes for more than a few lines), the target preprocessor recases and
-detokenises. Lines longer than ``max_input_length`` tokens are decoded in
-chunks of that length, so no input can make decoding run out of time or
-memory.
+preprocessor tokenises and truecases, the phrase-table entries of the input's
+source phrases are read (only those, as Moses filters a table for its test
+set), the stack decoder translates (in worker processes for more than a few
+lines), the target preprocessor recases and detokenises. Lines longer than
+``max_input_length`` tokens are decoded in chunks of that length, so no input
+can make decoding run out of time or memory.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ from pathlib import Path
 from typing import Sequence
 
 from mtcompare.config import config_from_dict
+from mtcompare.data.prepare import prepared_languages
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open, read_lines, write_lines, write_text
 from mtcompare.smt.align import align_corpus, train_ibm1
 from mtcompare.smt.decoder import Decoder, DecoderConfig, DecoderWeights
 from mtcompare.smt.lm import NGramLanguageModel, train_kneser_ney
-from mtcompare.smt.phrases import PhraseTable, build_phrase_table
+from mtcompare.smt.phrases import Phrase, PhraseTable, build_phrase_table
 from mtcompare.smt.symmetrize import HEURISTICS, symmetrize
 from mtcompare.translator import MODEL_INFO, write_model_info
 
@@ -119,7 +121,7 @@ def train_smt(
     config = config or SMTConfig()
     prepared_dir, out_dir = Path(prepared_dir), Path(out_dir)
     started = time.monotonic()
-    src_lang, tgt_lang = _languages(prepared_dir)
+    src_lang, tgt_lang = prepared_languages(prepared_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_or_check_config(out_dir, config)
     logger.info(
@@ -164,19 +166,36 @@ def train_smt(
 
 
 class SMTTranslator:
-    """Raw source lines in, raw target lines out, through the stack decoder."""
+    """Raw source lines in, raw target lines out, through the stack decoder.
+
+    The phrase table is read lazily. Each call to :meth:`translate` collects
+    the source n-grams of its input (up to ``max_phrase_length`` words, the
+    longest phrase training extracts), and reads from ``phrase-table.gz``
+    only the entries of those that no earlier call asked for, in one pass,
+    as Moses' filter-model-given-input.pl does for a test set. The decoder
+    looks up no other phrase, so its translations are those it would make
+    with the whole table, and one sentence no longer waits for millions of
+    entries to be built.
+    """
 
     name = "smt"
 
     def __init__(
         self,
-        decoder: Decoder,
+        phrase_table_path: Path,
+        language_model: NGramLanguageModel,
         source_preprocessor: Preprocessor,
         target_preprocessor: Preprocessor,
         config: SMTConfig,
         processes: int = 2,
     ) -> None:
-        self.decoder = decoder
+        self.phrase_table_path = Path(phrase_table_path)
+        self.phrase_table = PhraseTable()  # the entries read so far
+        # every source phrase the table has been read for, found in it or not
+        self._phrases_read: set[Phrase] = set()
+        self.decoder = Decoder(
+            self.phrase_table, language_model, config.decoder_config()
+        )
         self.source_preprocessor = source_preprocessor
         self.target_preprocessor = target_preprocessor
         self.config = config
@@ -184,20 +203,23 @@ class SMTTranslator:
 
     @classmethod
     def load(cls, model_dir: Path, processes: int = 2) -> "SMTTranslator":
-        """Load a model directory written by :func:`train_smt`."""
+        """Load a model directory written by :func:`train_smt`.
+
+        Reads everything but the phrase table, which ``translate`` reads
+        for its input.
+        """
         model_dir = Path(model_dir)
         info_path = model_dir / MODEL_INFO
-        if not info_path.is_file():
-            raise MtcError(
-                f"{model_dir}: no {MODEL_INFO}, so the SMT model is incomplete; "
-                "run 'mtcompare train smt' (it resumes an interrupted training)"
-            )
+        phrase_table_path = model_dir / PHRASE_TABLE_FILE
+        for path in (info_path, phrase_table_path):
+            if not path.is_file():
+                raise MtcError(
+                    f"{model_dir}: no {path.name}, so the SMT model is incomplete; "
+                    "run 'mtcompare train smt' (it resumes an interrupted training)"
+                )
         info = json.loads(info_path.read_text(encoding="utf-8"))
         config = _read_config(model_dir / CONFIG_FILE)
         started = time.monotonic()
-        phrase_table = PhraseTable.read_moses(
-            model_dir / PHRASE_TABLE_FILE, limit=config.phrase_limit
-        )
         language_model = NGramLanguageModel.read_arpa(model_dir / LM_FILE)
         source_pre = Preprocessor.load(
             model_dir / f"preprocess.{info['src_lang']}.json"
@@ -206,25 +228,20 @@ class SMTTranslator:
             model_dir / f"preprocess.{info['tgt_lang']}.json"
         )
         logger.info(
-            "loaded SMT model %s in %.1f s: %s source phrases, %s LM n-grams",
+            "loaded SMT model %s in %.1f s: %s LM n-grams; phrase-table entries "
+            "are read for each input",
             model_dir,
             time.monotonic() - started,
-            f"{len(phrase_table.entries):,}",
             f"{len(language_model.entries):,}",
         )
-        decoder = Decoder(phrase_table, language_model, config.decoder_config())
-        return cls(decoder, source_pre, target_pre, config, processes)
+        return cls(
+            phrase_table_path, language_model, source_pre, target_pre, config, processes
+        )
 
     def translate(self, lines: Sequence[str]) -> list[str]:
         """Translate raw lines; same count and order, an empty line stays empty."""
-        chunks: list[list[str]] = []
-        chunk_counts: list[int] = []
-        size = self.config.max_input_length
-        for line in lines:
-            tokens = self.source_preprocessor.encode(line) if line.strip() else []
-            pieces = [tokens[i : i + size] for i in range(0, len(tokens), size)]
-            chunks.extend(pieces)
-            chunk_counts.append(len(pieces))
+        chunks, chunk_counts = self._encode(lines)
+        self._read_phrase_table_for(chunks)
         processes = self.processes if len(chunks) >= MIN_LINES_FOR_WORKERS else 1
         decoded = self.decoder.decode_corpus(chunks, processes=processes)
 
@@ -237,6 +254,38 @@ class SMTTranslator:
             position += count
             outputs.append(self.target_preprocessor.decode(words) if words else "")
         return outputs
+
+    def _encode(self, lines: Sequence[str]) -> tuple[list[list[str]], list[int]]:
+        """Tokenised chunks of at most ``max_input_length`` tokens, and per line
+        how many chunks it became (0 for an empty line)."""
+        chunks: list[list[str]] = []
+        chunk_counts: list[int] = []
+        size = self.config.max_input_length
+        for line in lines:
+            tokens = self.source_preprocessor.encode(line) if line.strip() else []
+            pieces = [tokens[i : i + size] for i in range(0, len(tokens), size)]
+            chunks.extend(pieces)
+            chunk_counts.append(len(pieces))
+        return chunks, chunk_counts
+
+    def _read_phrase_table_for(self, chunks: list[list[str]]) -> None:
+        """Add the entries of every n-gram of ``chunks`` not read for before."""
+        longest = self.config.max_phrase_length
+        missing = {
+            tuple(chunk[start:end])
+            for chunk in chunks
+            for start in range(len(chunk))
+            for end in range(start + 1, min(start + longest, len(chunk)) + 1)
+        }
+        missing -= self._phrases_read
+        if not missing:
+            return
+        self.phrase_table.update(
+            PhraseTable.read_moses(
+                self.phrase_table_path, limit=self.config.phrase_limit, sources=missing
+            )
+        )
+        self._phrases_read |= missing
 
 
 # -- training stages ------------------------------------------------------------
@@ -326,23 +375,6 @@ def _train_language_model(
 
 
 # -- files ------------------------------------------------------------------------
-
-
-def _languages(prepared_dir: Path) -> tuple[str, str]:
-    manifest_path = prepared_dir / "manifest.json"
-    if not manifest_path.is_file():
-        raise MtcError(
-            f"{prepared_dir}: no manifest.json, so this is not a prepared directory; "
-            "run 'mtcompare prepare' first"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        return manifest["src_lang"], manifest["tgt_lang"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise MtcError(
-            f"{manifest_path}: unreadable or without src_lang/tgt_lang ({error}); "
-            "run 'mtcompare prepare' again"
-        ) from None
 
 
 def _read_tokenized(path: Path) -> list[list[str]]:

@@ -44,7 +44,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Collection, Iterator, Sequence
 
 import numpy as np
 
@@ -136,20 +136,44 @@ class PhraseTable:
             time.monotonic() - start,
         )
 
+    def update(self, other: "PhraseTable") -> None:
+        """Add the source phrases of ``other`` with their translations.
+
+        A source phrase in both tables gets ``other``'s translations.
+        """
+        self.entries.update(other.entries)
+        self.max_source_length = max(self.max_source_length, other.max_source_length)
+
     @classmethod
-    def read_moses(cls, path: str | Path, limit: int | None = None) -> "PhraseTable":
+    def read_moses(
+        cls,
+        path: str | Path,
+        limit: int | None = None,
+        sources: Collection[Phrase] | None = None,
+    ) -> "PhraseTable":
         """Read a Moses text phrase table (gzipped if it ends in ``.gz``).
 
         Keeps at most ``limit`` translations per source phrase, the best ones.
         Fields after the counts (Moses' key-value and sparse fields) are
         ignored; the alignment and counts fields may be missing or empty.
         A malformed line raises :class:`MtcError` naming ``path:line``.
+
+        ``sources``, source phrases as token tuples (the keys of ``entries``),
+        keeps only their lines, as Moses' filter-model-given-input.pl does for
+        a test set. Every other line is skipped once its source field is split
+        off: its target, scores and alignment are not decoded or checked, so
+        only a line without any ``|||`` is an error there.
         """
         start = time.monotonic()
+        path = Path(path)
+        if sources is None:
+            lines = _read_text_lines(path)
+        else:
+            lines = _lines_of_sources(path, _as_set(sources))
         reader = _MosesReader()
         entries: dict[Phrase, list[PhraseEntry]] = {}
         with _garbage_collection_paused():
-            for line_number, line in _read_text_lines(Path(path)):
+            for line_number, line in lines:
                 if line.strip():
                     source, entry = reader.parse(line, f"{path}:{line_number}")
                     entries.setdefault(source, []).append(entry)
@@ -157,10 +181,12 @@ class PhraseTable:
             table = cls(entries)
         if limit is not None:
             table.prune(limit)
+        requested = "" if sources is None else f" (of {len(sources):,} requested)"
         logger.info(
-            "read %s phrase-table entries for %s source phrases from %s in %.1f s",
+            "read %s phrase-table entries for %s source phrases%s from %s in %.1f s",
             f"{len(table):,}",
             f"{len(table.entries):,}",
+            requested,
             path,
             time.monotonic() - start,
         )
@@ -807,21 +833,63 @@ def _garbage_collection_paused() -> Iterator[None]:
 
 def _read_text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line without its end) for a UTF-8 file, gzipped or not."""
+    with _open_binary(path) as stream:
+        for line_number, line in enumerate(stream, start=1):
+            yield line_number, _decode_line(line, path, line_number)
+
+
+def _lines_of_sources(
+    path: Path, sources: set[Phrase] | frozenset[Phrase]
+) -> Iterator[tuple[int, str]]:
+    """The lines of ``_read_text_lines`` whose source phrase is in ``sources``.
+
+    Only the bytes before the first ``|||`` of a line are looked at, and only
+    when they differ from the previous line's, as the lines of one source
+    phrase are usually adjacent. A line without ``|||`` is passed on, so that
+    the parser reports it.
+    """
+    with _open_binary(path) as stream:
+        source_prefix = None  # the previous line's bytes up to and with its "|||"
+        keep = False
+        for line_number, line in enumerate(stream, start=1):
+            if source_prefix is None or not line.startswith(source_prefix):
+                end = line.find(b"|||")
+                if end < 0:
+                    source_prefix = None
+                    keep = bool(line.strip())
+                else:
+                    source_prefix = line[: end + 3]
+                    field = _decode_line(line[:end], path, line_number)
+                    keep = tuple(field.split()) in sources
+            if keep:
+                yield line_number, _decode_line(line, path, line_number)
+
+
+def _as_set(phrases: Collection[Phrase]) -> set[Phrase] | frozenset[Phrase]:
+    if isinstance(phrases, (set, frozenset)):
+        return phrases
+    return set(phrases)
+
+
+def _decode_line(line: bytes, path: Path, line_number: int) -> str:
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise MtcError(
+            f"{path}:{line_number}: not valid UTF-8; "
+            "convert the file to UTF-8, e.g. with iconv"
+        ) from None
+
+
+@contextlib.contextmanager
+def _open_binary(path: Path) -> Iterator[IO[bytes]]:
+    """A binary stream of the file, decompressed for a ``.gz`` name."""
     try:
         with open(path, "rb") as raw:
             # gzip's own line iteration is slow; a buffered reader on top is not
-            stream = (
-                io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20)
-                if path.suffix == ".gz"
-                else raw
-            )
-            for line_number, line in enumerate(stream, start=1):
-                try:
-                    yield line_number, line.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    raise MtcError(
-                        f"{path}:{line_number}: not valid UTF-8; "
-                        "convert the file to UTF-8, e.g. with iconv"
-                    ) from None
+            if path.suffix == ".gz":
+                yield io.BufferedReader(gzip.GzipFile(fileobj=raw), 1 << 20)
+            else:
+                yield raw
     except (OSError, EOFError) as error:
         raise MtcError(f"{path}: cannot read ({error})") from None
