@@ -33,20 +33,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mtcompare", standalone_mode=False)
     except MtcError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        _fail(str(error))
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx else "mtcompare"
+        _fail(f"{error.format_message()} (see '{command} --help')")
     except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+        _fail(error.format_message(), error.exit_code)
+    except OSError as error:
+        # A path the user gave cannot be written or read (a file where a
+        # directory should be, no permission, a full disk).
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}{error.strerror or error}; check the path and try again")
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted; finished files are kept, re-run to resume", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(1)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
 
 
 @click.group()

@@ -37,7 +37,7 @@ def build_config(cls: type[C], path: str | Path | None = None,
         key, separator, value = item.partition("=")
         if not separator:
             raise MtcError(f"override {item!r} is not key=value, e.g. lm_order=4")
-        settings[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        settings[key.strip()] = _parse_value(item, value)
     settings.update({key: value for key, value in values.items() if value is not None})
     config = cls()
     for key, value in settings.items():
@@ -46,6 +46,17 @@ def build_config(cls: type[C], path: str | Path | None = None,
     if validate is not None:
         validate()
     return config
+
+
+def _parse_value(item: str, value: str) -> Any:
+    """A --set value as YAML reads it: 3 is an int, 0.5 a float, [1, 2] a list."""
+    if not value.strip():
+        return ""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise MtcError(f"override {item!r}: the value is not valid YAML; quote text, "
+                       "write lists as [1, 2]") from None
 
 
 def config_to_dict(config: Any) -> dict:
@@ -74,6 +85,8 @@ def _read_file(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise MtcError(f"{path}: cannot read config ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise MtcError(f"{path}: not UTF-8 text; save the config file as UTF-8") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

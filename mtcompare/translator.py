@@ -32,6 +32,21 @@ def write_model_info(model_dir: Path, kind: str, **extra: object) -> None:
     tmp.replace(path)
 
 
+def read_model_info(model_dir: str | Path) -> dict:
+    """The ``model.json`` record of a model directory."""
+    path = Path(model_dir) / MODEL_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise MtcError(f"{path}: cannot read ({error.strerror})") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise MtcError(f"{path}: damaged ({error.__class__.__name__}); "
+                       "train the model again") from None
+    if not isinstance(info, dict):
+        raise MtcError(f"{path}: damaged (not a JSON object); train the model again")
+    return info
+
+
 def load_translator(model_dir: str | Path) -> Translator:
     """Load an SMT or NMT model directory as a :class:`Translator`."""
     model_dir = Path(model_dir)
@@ -41,7 +56,7 @@ def load_translator(model_dir: str | Path) -> Translator:
             f"{model_dir}: not a model directory (no {MODEL_INFO}); "
             "train one with 'mtcompare train smt|nmt PREPARED --out DIR'"
         )
-    kind = json.loads(info_path.read_text(encoding="utf-8")).get("kind")
+    kind = read_model_info(model_dir).get("kind")
     if kind == "smt":
         from mtcompare.smt.model import SMTTranslator
 

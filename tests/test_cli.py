@@ -68,3 +68,48 @@ def test_evaluate_line_count_mismatch(tmp_path, capsys):
     hypothesis.write_text("one\n", encoding="utf-8")
     code, _, err = run(["evaluate", "--ref", str(reference), str(hypothesis)], capsys)
     _assert_one_line_error(code, err, "hyp.en has 1 lines")
+
+
+def test_out_under_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "a.de").write_text("eins\n" * 30, encoding="utf-8")
+    (tmp_path / "a.en").write_text("one\n" * 30, encoding="utf-8")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    code, _, err = run(["prepare", "--out", str(tmp_path / "afile" / "sub"), "--src",
+                        str(tmp_path / "a.de"), "--tgt", str(tmp_path / "a.en"),
+                        "--src-lang", "de", "--dev-size", "2", "--test-size", "2"], capsys)
+    _assert_one_line_error(code, err, "afile")
+
+
+def test_usage_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(["train", "nmt", str(tmp_path), "--out", str(tmp_path / "m"),
+                        "--max-minutes", "0"], capsys)
+    _assert_one_line_error(code, err, "--max-minutes", "--help")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_damaged_model_json(tmp_path, capsys):
+    for content in (b'{"kind": "sm', b"[1, 2]", b"\xff\xfe"):
+        (tmp_path / "model.json").write_bytes(content)
+        code, _, err = run(["translate", str(tmp_path)], capsys)
+        _assert_one_line_error(code, err, "model.json", "damaged")
+
+
+def test_override_that_is_not_yaml(tmp_path, capsys):
+    code, _, err = run(["train", "smt", str(tmp_path), "--out", str(tmp_path / "m"),
+                        "--set", "ibm1_iterations=[1"], capsys)
+    _assert_one_line_error(code, err, "not valid YAML")
+
+
+def test_config_file_that_is_not_utf8(tmp_path, capsys):
+    config = tmp_path / "smt.yaml"
+    config.write_bytes(b"\xff\xfe")
+    code, _, err = run(["train", "smt", str(tmp_path), "--out", str(tmp_path / "m"),
+                        "--config", str(config)], capsys)
+    _assert_one_line_error(code, err, "smt.yaml", "UTF-8")
+
+
+def test_empty_reference(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    code, _, err = run(["evaluate", "--ref", str(empty), str(empty)], capsys)
+    _assert_one_line_error(code, err, "nothing to score")

@@ -95,3 +95,44 @@ def test_tsv_corpus(tmp_path):
     manifest = prepare(config, tmp_path / "prep")
     assert manifest["counts"]["train"] == 24
     assert json.loads((tmp_path / "prep" / "manifest.json").read_text())["src_lang"] == "de"
+
+
+def test_inputs_that_outputs_would_overwrite_are_refused(tmp_path):
+    out = tmp_path / "prep"
+    out.mkdir()
+    src, tgt = _write_corpus(out, _pairs(40))
+    (out / "corpus.de").rename(out / "train.de")
+    config = PrepareConfig(corpus="files", src=str(out / "train.de"), tgt=tgt, src_lang="de",
+                           dev_size=5, test_size=5)
+    with pytest.raises(MtcError, match="would be overwritten"):
+        prepare(config, out)
+    assert len(read_lines(out / "train.de")) == 40
+
+
+@pytest.mark.parametrize("src_lang, tgt_lang, message", [
+    ("en", "en", "both 'en'"), ("", "en", "not a language code"),
+    ("../x", "en", "not a language code")])
+def test_language_codes_are_checked(tmp_path, src_lang, tgt_lang, message):
+    src, tgt = _write_corpus(tmp_path, _pairs(40))
+    config = PrepareConfig(corpus="files", src=src, tgt=tgt, src_lang=src_lang,
+                           tgt_lang=tgt_lang, dev_size=5, test_size=5)
+    with pytest.raises(MtcError, match=message):
+        prepare(config, tmp_path / "prep")
+
+
+def test_re_preparing_removes_the_old_manifest_first(tmp_path, monkeypatch):
+    src, tgt = _write_corpus(tmp_path, _pairs(40))
+    config = PrepareConfig(corpus="files", src=src, tgt=tgt, src_lang="de", dev_size=5,
+                           test_size=5)
+    out = tmp_path / "prep"
+    prepare(config, out)
+
+    import mtcompare.data.prepare as module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "_write_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(config, out)
+    assert not (out / "manifest.json").exists()  # no longer looks complete

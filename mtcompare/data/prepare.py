@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,15 +81,25 @@ def load_manifest(directory: str | Path) -> dict:
 
 
 def prepared_languages(directory: str | Path) -> tuple[str, str]:
-    """(source, target) language codes of a prepared directory."""
+    """(source, target) language codes of a prepared directory.
+
+    Also checks that the preprocessor files a model copies are there, so a
+    training fails before it starts rather than after an hour of work.
+    """
     manifest = load_manifest(directory)
-    return manifest["src_lang"], manifest["tgt_lang"]
+    languages = manifest["src_lang"], manifest["tgt_lang"]
+    for lang in languages:
+        path = Path(directory) / f"preprocess.{lang}.json"
+        if not path.is_file():
+            raise MtcError(f"{path}: missing; run 'mtcompare prepare' again")
+    return languages
 
 
 def prepare(config: PrepareConfig, out_dir: str | Path) -> dict:
     """Prepare a corpus into ``out_dir`` and return its manifest."""
     started = time.monotonic()
     out_dir = Path(out_dir)
+    _check_config(config, out_dir)
     splits, inputs = _read_splits(config)
     logger.info(
         "read %s pairs: %s",
@@ -116,7 +127,11 @@ def prepare(config: PrepareConfig, out_dir: str | Path) -> dict:
     logger.info("cleaned training data: kept %s pairs, dropped %s", f"{len(kept):,}",
                 report.dropped)
 
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MtcError(f"{out_dir}: exists and is not a directory; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Until the new manifest is written last, the directory is not complete.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
     for name in SPLITS:
         _write_split(out_dir, name, splits[name], preprocessors, config,
                      train_tokens if name == "train" else None)
@@ -139,6 +154,38 @@ def prepare(config: PrepareConfig, out_dir: str | Path) -> dict:
     write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     logger.info("prepared %s in %.0f s", out_dir, manifest["seconds"])
     return manifest
+
+
+_LANGUAGE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")
+
+
+def _check_config(config: PrepareConfig, out_dir: Path) -> None:
+    """Refuse settings that would write wrong or clobbered files."""
+    for option, code in (("--src-lang", config.src_lang), ("--tgt-lang", config.tgt_lang)):
+        if not _LANGUAGE_CODE.fullmatch(code):
+            raise MtcError(f"{option} {code!r} is not a language code such as 'es' or 'pt-BR'")
+    if config.src_lang == config.tgt_lang:
+        raise MtcError(f"--src-lang and --tgt-lang are both {config.src_lang!r}; the "
+                       "prepared files are named by language, so give two different codes")
+    if config.dev_size < 1 or config.test_size < 1:
+        raise MtcError("--dev-size and --test-size must be at least 1: NMT validation "
+                       "needs a dev set and the benchmark a test set")
+    inputs = [config.src, config.tgt, config.tsv, config.tmx, config.dev_src,
+              config.dev_tgt, config.test_src, config.test_tgt]
+    outputs = {(out_dir / name).resolve() for name in _output_names(config)}
+    for path in filter(None, inputs):
+        if Path(path).resolve() in outputs:
+            raise MtcError(f"{path}: this input would be overwritten by a prepared file "
+                           f"of the same name in {out_dir}; choose another --out")
+
+
+def _output_names(config: PrepareConfig) -> list[str]:
+    names = [MANIFEST]
+    for lang in (config.src_lang, config.tgt_lang):
+        names.append(f"preprocess.{lang}.json")
+        names += [f"{split}.{lang}" for split in SPLITS]
+        names += [f"{split}.tok.{lang}" for split in SPLITS]
+    return names + [f"{split}.ref" for split in SPLITS]
 
 
 def _read_splits(config: PrepareConfig) -> tuple[dict[str, list[Pair]], dict[str, str]]:

@@ -36,6 +36,8 @@ def score_corpus(hypotheses: Sequence[str], references: Sequence[str]) -> dict[s
             f"hypothesis has {len(hypotheses):,} lines but the reference has "
             f"{len(references):,}; translate every reference line"
         )
+    if not references:
+        raise MtcError("the reference is empty: there is nothing to score")
     scores = {}
     for name, metric in (("BLEU", BLEU()), ("chrF", CHRF())):
         result = metric.corpus_score(list(hypotheses), [list(references)])

@@ -53,6 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Sequence
@@ -277,7 +278,10 @@ class Decoder:
         _worker_decoder = self
         try:
             context = multiprocessing.get_context("fork")
-            with context.Pool(processes) as pool:
+            # Workers ignore Ctrl-C: the parent gets it, and leaving the
+            # with-block terminates them, instead of every worker dying with
+            # its own KeyboardInterrupt while the parent waits for results.
+            with context.Pool(processes, initializer=_ignore_interrupts) as pool:
                 decoded = pool.imap(_decode_in_worker, sentences, chunksize=2)
                 return list(progress(decoded, len(sentences), "decoding", "sentences"))
         finally:
@@ -285,6 +289,10 @@ class Decoder:
 
 
 _worker_decoder: Decoder | None = None
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _decode_in_worker(tokens: Sequence[str]) -> list[str]:

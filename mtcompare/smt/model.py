@@ -50,7 +50,7 @@ from mtcompare.smt.decoder import Decoder, DecoderConfig, DecoderWeights
 from mtcompare.smt.lm import NGramLanguageModel, train_kneser_ney
 from mtcompare.smt.phrases import Phrase, PhraseTable, build_phrase_table
 from mtcompare.smt.symmetrize import HEURISTICS, symmetrize
-from mtcompare.translator import MODEL_INFO, write_model_info
+from mtcompare.translator import MODEL_INFO, read_model_info, write_model_info
 
 logger = logging.getLogger(__name__)
 
@@ -217,16 +217,14 @@ class SMTTranslator:
                     f"{model_dir}: no {path.name}, so the SMT model is incomplete; "
                     "run 'mtcompare train smt' (it resumes an interrupted training)"
                 )
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = read_model_info(model_dir)
         config = _read_config(model_dir / CONFIG_FILE)
         started = time.monotonic()
         language_model = NGramLanguageModel.read_arpa(model_dir / LM_FILE)
-        source_pre = Preprocessor.load(
-            model_dir / f"preprocess.{info['src_lang']}.json"
-        )
-        target_pre = Preprocessor.load(
-            model_dir / f"preprocess.{info['tgt_lang']}.json"
-        )
+        if not (isinstance(info.get("src_lang"), str) and isinstance(info.get("tgt_lang"), str)):
+            raise MtcError(f"{info_path}: damaged (no language codes); train the model again")
+        source_pre = Preprocessor.load(model_dir / f"preprocess.{info['src_lang']}.json")
+        target_pre = Preprocessor.load(model_dir / f"preprocess.{info['tgt_lang']}.json")
         logger.info(
             "loaded SMT model %s in %.1f s: %s LM n-grams; phrase-table entries "
             "are read for each input",
@@ -402,8 +400,10 @@ def _write_or_check_config(out_dir: Path, config: SMTConfig) -> None:
 def _read_config(path: Path) -> SMTConfig:
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:
         raise MtcError(f"{path}: cannot read the SMT configuration ({error})") from None
+    if not isinstance(values, dict):
+        raise MtcError(f"{path}: damaged (not a JSON object); train the model again")
     return config_from_dict(SMTConfig, values, where=str(path))
 
 
