@@ -16,21 +16,23 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mtcompare import __version__
 from mtcompare.config import build_config
 from mtcompare.data.prepare import PrepareConfig, is_prepared, load_manifest, prepare
+from mtcompare.errors import MtcError
 from mtcompare.eval.metrics import score_corpus
 from mtcompare.eval.report import pick_examples, summary_table, write_report
 from mtcompare.fileio import read_lines, write_lines, write_text
-from mtcompare.translator import MODEL_INFO, load_translator
+from mtcompare.translator import MODEL_INFO, load_translator, read_model_info
 
 logger = logging.getLogger(__name__)
 
 STAGES_FILE = "stages.json"
+OPTIONS_FILE = "options.json"
 
 
 @dataclass
@@ -46,6 +48,7 @@ class BenchmarkOptions:
 def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     """Run every stage that has not run yet; return the summary table."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    _check_options(run_dir, options)
     stages = _Stages(run_dir / STAGES_FILE)
     prepared = run_dir / "prepared"
 
@@ -74,6 +77,22 @@ def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     return summary_table(results)
 
 
+def _check_options(run_dir: Path, options: BenchmarkOptions) -> None:
+    """A run directory resumes only the run it was started with."""
+    path = run_dir / OPTIONS_FILE
+    wanted = json.loads(json.dumps(asdict(options)))  # tuples as lists, as stored
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(key for key in wanted if stored.get(key) != wanted[key])
+        if changed:
+            raise MtcError(
+                f"{run_dir} holds a run with other options ({', '.join(changed)} "
+                "differ); re-run it with its own options, or use a new --out"
+            )
+        return
+    write_text(path, json.dumps(wanted, indent=2) + "\n")
+
+
 def _train_stage(stages: "_Stages", kind: str, prepared: Path, model_dir: Path,
                  options: BenchmarkOptions) -> None:
     if (model_dir / MODEL_INFO).is_file():
@@ -100,11 +119,7 @@ def _translate_stage(stages: "_Stages", name: str, run_dir: Path, sources: list[
     if output.is_file() and f"translate_{name}" in stages.record:
         logger.info("reusing %s", output)
         return read_lines(output)
-    if name == "nmt":
-        import torch
-
-        torch.set_num_threads(options.threads)
-    translator = load_translator(run_dir / name)
+    translator = load_translator(run_dir / name, threads=options.threads)
     translations = stages.timed(f"translate_{name}", lambda: translator.translate(sources))
     write_lines(output, translations)
     return translations
@@ -127,7 +142,7 @@ def _results(run_dir: Path, prepared: Path, manifest: dict, stages: "_Stages",
                 train_seconds=stages.record.get(f"train_{name}"),
                 translate_seconds=translate_seconds,
                 sentences_per_second=round(len(sources) / max(translate_seconds, 1e-9), 2),
-                model_bytes=_directory_size(run_dir / name),
+                model_bytes=_model_size(run_dir / name),
             )
         systems[name] = system
 
@@ -144,6 +159,8 @@ def _results(run_dir: Path, prepared: Path, manifest: dict, stages: "_Stages",
         "tgt_lang": manifest["tgt_lang"],
         "case": manifest["case"],
         "counts": manifest["counts"],
+        "counts_before_cleaning": manifest.get("counts_before_cleaning", manifest["counts"]),
+        "train_size": manifest.get("options", {}).get("train_size"),
         "dropped": manifest["dropped"],
         "systems": systems,
         "stages_seconds": stages.record,
@@ -172,8 +189,12 @@ def _read_optional(path: Path, count: int) -> list[str | None]:
     return [line or None for line in read_lines(path)]
 
 
-def _directory_size(path: Path) -> int:
-    return sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+def _model_size(model_dir: Path) -> int:
+    """Bytes of the files translation reads (``model.json``'s list), else of all files."""
+    names = read_model_info(model_dir).get("translation_files")
+    files = ([model_dir / name for name in names] if names
+             else [item for item in model_dir.rglob("*") if item.is_file()])
+    return sum(path.stat().st_size for path in files)
 
 
 class _Stages:

@@ -174,15 +174,19 @@ def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
               help="Raw source text, one segment a line (default: stdin).")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
               help="Where to write translations (default: stdout).")
-def translate(model: str, input_path: str | None, output_path: str | None) -> None:
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Decoder processes (SMT) or torch threads (NMT).")
+def translate(model: str, input_path: str | None, output_path: str | None,
+              threads: int) -> None:
     """Translate raw text with a trained SMT or NMT MODEL, line by line."""
     from mtcompare.fileio import decode_lines, read_lines, write_lines
     from mtcompare.translator import load_translator
 
-    translator = load_translator(model)
-    if input_path:
-        lines = read_lines(input_path)
-    else:
+    # A file is read before the (slow) model load, so a bad path fails at once;
+    # stdin after it, so an error in the model does not wait for the input.
+    lines = read_lines(input_path) if input_path else None
+    translator = load_translator(model, threads=threads)
+    if lines is None:
         lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
     translations = translator.translate(lines)
     if len(translations) != len(lines):

@@ -32,7 +32,14 @@ def build_config(cls: type[C], path: str | Path | None = None,
     """
     settings: dict[str, Any] = {}
     if path is not None:
-        settings.update(_flatten(_read_file(Path(path))))
+        file_settings = _flatten(_read_file(Path(path)))
+        config = cls()
+        try:
+            for key, value in file_settings.items():
+                _assign(config, key.split("."), value, key)
+        except MtcError as error:
+            raise MtcError(f"{path}: {error}") from None
+        settings.update(file_settings)
     for item in overrides:
         key, separator, value = item.partition("=")
         if not separator:

@@ -47,8 +47,11 @@ def read_model_info(model_dir: str | Path) -> dict:
     return info
 
 
-def load_translator(model_dir: str | Path) -> Translator:
-    """Load an SMT or NMT model directory as a :class:`Translator`."""
+def load_translator(model_dir: str | Path, threads: int = 2) -> Translator:
+    """Load an SMT or NMT model directory as a :class:`Translator`.
+
+    ``threads``: decoder processes for SMT, torch threads for NMT.
+    """
     model_dir = Path(model_dir)
     info_path = model_dir / MODEL_INFO
     if not info_path.is_file():
@@ -60,9 +63,12 @@ def load_translator(model_dir: str | Path) -> Translator:
     if kind == "smt":
         from mtcompare.smt.model import SMTTranslator
 
-        return SMTTranslator.load(model_dir)
+        return SMTTranslator.load(model_dir, processes=threads)
     if kind == "nmt":
+        import torch
+
         from mtcompare.nmt.translator import NMTTranslator
 
+        torch.set_num_threads(threads)
         return NMTTranslator.load(model_dir)
     raise MtcError(f"{info_path}: unknown model kind {kind!r}; expected 'smt' or 'nmt'")

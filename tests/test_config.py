@@ -72,3 +72,10 @@ def test_broken_file_names_the_file(tmp_path):
 def test_dict_round_trip():
     config = build_config(Example, overrides=["weights.lm=0.9", "verbose=true"])
     assert config_from_dict(Example, config_to_dict(config)) == config
+
+
+def test_errors_in_a_file_name_the_file(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("ordr: 4\n", encoding="utf-8")
+    with pytest.raises(MtcError, match=r"typo.yaml: unknown setting 'ordr'"):
+        build_config(Example, path)

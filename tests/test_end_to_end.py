@@ -106,3 +106,12 @@ def test_benchmark_job_writes_report_and_resumes(tmp_path):
     stages_before = (run / "stages.json").read_text(encoding="utf-8")
     run_benchmark(run, options)
     assert (run / "stages.json").read_text(encoding="utf-8") == stages_before
+
+
+def test_benchmark_refuses_a_run_directory_with_other_options(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "options.json").write_text(json.dumps({"corpus": "bible-es-en",
+                                                  "train_size": 2000}), encoding="utf-8")
+    with pytest.raises(MtcError, match="other options .*train_size"):
+        run_benchmark(run, BenchmarkOptions(train_size=500))

@@ -19,7 +19,8 @@ from mtcompare.smt.lm import (
     train_kneser_ney,
 )
 
-KENLM = Path("/work/shared/fixtures/kenlm")
+# ../shared beside the project root; absent in a user's clone, present in CI.
+KENLM = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kenlm"
 
 TINY = [["a", "b"], ["a"]]
 

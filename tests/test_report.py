@@ -29,11 +29,11 @@ def test_examples_are_spread_evenly_and_stable():
 
 def test_markdown_has_the_table_signatures_and_examples():
     text = render_markdown(_results())
-    assert "| smt | 30.50 | 55.25 | 4m05s | 12.9 sent/s | 3.0 MB |" in text
+    assert "| smt | 30.50 | 55.25 | 4m05s | 12.9 sent/s | 3.1 MB |" in text
     assert "| copy-source | 2.00 | 20.00 | – | – | – |" in text
     assert "tok:13a" in text and "**Genesis 6:1**" in text
     assert "a \\| b" in text  # a bar in a verse does not break the Markdown
-    assert "too_long: 1" in text
+    assert "cleaning dropped 1 (empty: 0, too_long: 1, ratio: 0)" in text
 
 
 def test_summary_table_lists_every_system():

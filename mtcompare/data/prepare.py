@@ -124,8 +124,9 @@ def prepare(config: PrepareConfig, out_dir: str | Path) -> dict:
         kept = kept[: config.train_size]
     splits["train"] = [splits["train"][index] for index in kept]
     train_tokens = {side: [train_tokens[side][index] for index in kept] for side in train_tokens}
-    logger.info("cleaned training data: kept %s pairs, dropped %s", f"{len(kept):,}",
-                report.dropped)
+    logger.info("cleaned training data: kept %s pairs (%s)", f"{len(kept):,}",
+                ", ".join(f"{count:,} dropped as {reason}"
+                          for reason, count in report.dropped.items()))
 
     if out_dir.exists() and not out_dir.is_dir():
         raise MtcError(f"{out_dir}: exists and is not a directory; choose another --out")
@@ -210,6 +211,10 @@ def _read_splits(config: PrepareConfig) -> tuple[dict[str, list[Pair]], dict[str
         inputs.update(test_inputs)
         return {"train": pairs, "dev": dev, "test": test}, inputs
 
+    if 2 * (config.dev_size + config.test_size) > len(pairs):
+        logger.warning("dev and test take %s of the %s pairs, leaving less than half for "
+                       "training; consider smaller --dev-size/--test-size",
+                       f"{config.dev_size + config.test_size:,}", f"{len(pairs):,}")
     if config.dev_size + config.test_size >= len(pairs):
         raise MtcError(
             f"the corpus has {len(pairs):,} pairs, too few for a dev set of "

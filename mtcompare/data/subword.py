@@ -20,7 +20,9 @@ Piece ids 0-3 are reserved: padding, unknown, begin and end of sentence.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -36,6 +38,9 @@ UNK_ID = 1
 BOS_ID = 2
 EOS_ID = 3
 MODEL_TYPES = ("unigram", "bpe")
+# the 4 reserved ids, the word boundary and at least three characters; a real
+# text needs one piece per distinct character on top, reported when training
+MIN_VOCAB_SIZE = 8
 
 
 class SubwordModel:
@@ -57,7 +62,10 @@ class SubwordModel:
         try:
             processor.Load(str(path))
         except (OSError, RuntimeError) as error:
-            raise MtcError(f"{path}: not a SentencePiece model ({error})") from None
+            raise MtcError(
+                f"{path}: not a SentencePiece model ({_short_reason(error)}); "
+                "retrain the NMT model with 'mtcompare train nmt'"
+            ) from None
         return cls(processor, path)
 
     @property
@@ -98,35 +106,49 @@ def train_sentencepiece(
 
     Writes ``{model_prefix}.model`` and ``{model_prefix}.vocab``. The vocabulary
     size is a soft limit (``hard_vocab_limit=False``), so a corpus too small
-    for ``vocab_size`` pieces gets a smaller vocabulary instead of an error.
+    for ``vocab_size`` pieces gets a smaller vocabulary instead of an error;
+    a ``vocab_size`` below the number of distinct characters (plus 5) is an
+    :class:`MtcError` that says how large it must be.
     """
     if model_type not in MODEL_TYPES:
         raise MtcError(
             f"unknown SentencePiece model type {model_type!r}; "
             f"valid: {', '.join(MODEL_TYPES)}"
         )
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise MtcError(
+            f"vocab_size must be at least {MIN_VOCAB_SIZE} (4 reserved pieces, the "
+            f"word boundary and the characters of the text), got {vocab_size}"
+        )
     lines = [line for line in lines if line.strip()]
     if not lines:
         raise MtcError(f"{model_prefix}: no non-empty training lines for SentencePiece")
     model_prefix = Path(model_prefix)
+    created = not model_prefix.parent.exists()
     model_prefix.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    sentencepiece.SentencePieceTrainer.Train(
-        sentence_iterator=iter(lines),
-        model_prefix=str(model_prefix),
-        vocab_size=vocab_size,
-        model_type=model_type,
-        hard_vocab_limit=False,
-        character_coverage=1.0,
-        normalization_rule_name="identity",
-        pad_id=PAD_ID,
-        unk_id=UNK_ID,
-        bos_id=BOS_ID,
-        eos_id=EOS_ID,
-        num_threads=threads,
-        seed_sentencepiece_size=seed_sentencepiece_size,
-        minloglevel=2,
-    )
+    try:
+        sentencepiece.SentencePieceTrainer.Train(
+            sentence_iterator=iter(lines),
+            model_prefix=str(model_prefix),
+            vocab_size=vocab_size,
+            model_type=model_type,
+            hard_vocab_limit=False,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            num_threads=threads,
+            seed_sentencepiece_size=seed_sentencepiece_size,
+            minloglevel=2,
+        )
+    except (RuntimeError, OSError) as error:
+        if created:  # leave no empty output folder behind
+            with contextlib.suppress(OSError):
+                model_prefix.parent.rmdir()
+        raise _training_error(error, lines, model_prefix, vocab_size) from None
     model = SubwordModel.load(model_prefix.with_name(model_prefix.name + ".model"))
     logger.info(
         "trained SentencePiece %s model %s: %s pieces from %s lines in %.1f s",
@@ -137,3 +159,32 @@ def train_sentencepiece(
         time.monotonic() - start,
     )
     return model
+
+
+def _training_error(
+    error: Exception, lines: Sequence[str], model_prefix: Path, vocab_size: int
+) -> MtcError:
+    """Say why SentencePiece could not learn a vocabulary, and what to change."""
+    characters = {char for line in lines for char in line if not char.isspace()}
+    # character_coverage=1.0 keeps every character as a piece, next to the word
+    # boundary and the 4 reserved pieces, whatever vocab_size asks for
+    needed = len(characters) + 1 + 4
+    if vocab_size < needed:
+        return MtcError(
+            f"{model_prefix}: vocab_size {vocab_size} is too small for this text: "
+            f"its {len(characters)} distinct characters, the word boundary and 4 "
+            f"reserved pieces each need one; set vocab_size to at least {needed}"
+        )
+    return MtcError(
+        f"{model_prefix}: SentencePiece could not learn {vocab_size:,} pieces "
+        f"({_short_reason(error)}); change vocab_size or subword_type"
+    )
+
+
+def _short_reason(error: Exception) -> str:
+    """SentencePiece's message without its source location, first sentence only."""
+    message = " ".join(str(error).split())
+    # "INTERNAL: src/trainer_interface.cc(638) [condition] Vocabulary size is ..."
+    message = re.sub(r"^\w+: \S+\(\d+\) (\[.*?\] ?)?", "", message)
+    message = message.split(". ")[0].rstrip(".")
+    return message[:100] or type(error).__name__

@@ -64,11 +64,15 @@ def summary_table(results: dict) -> str:
 
 def _corpus_section(results: dict) -> list[str]:
     counts = results["counts"]
+    before = results.get("counts_before_cleaning", counts)
     dropped = ", ".join(f"{reason}: {count:,}" for reason, count in results["dropped"].items())
+    used = (f", of which the first {counts['train']:,} were used (--train-size)"
+            if results.get("train_size") else "")
     return [
         f"Corpus `{results['corpus']}`, {results['src_lang']} → {results['tgt_lang']}: "
-        f"{counts['train']:,} training pairs after cleaning ({dropped or 'none dropped'}), "
-        f"{counts['dev']:,} dev, {counts['test']:,} test. Case handling: "
+        f"{before['train']:,} training pairs, cleaning dropped "
+        f"{sum(results['dropped'].values()):,} ({dropped}){used}; "
+        f"{counts['dev']:,} dev, {counts['test']:,} test (never filtered). Case handling: "
         f"{results['case']} (shared by both systems; output is recased and "
         "detokenised before scoring).",
         "",
@@ -115,8 +119,8 @@ def _rate(rate: float | None, unit: str = "") -> str:
 def _size(size: int | None) -> str:
     if size is None:
         return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+    for unit in ("B", "kB", "MB", "GB"):  # decimal units, as disk tools report them
+        if size < 1000 or unit == "GB":
             return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
+        size /= 1000
     return ""

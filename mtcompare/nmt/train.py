@@ -16,11 +16,15 @@ perplexity by teacher forcing, and BLEU of greedy translations of the first
 at a multiple of the source length so validation stays cheap. When dev
 perplexity stops improving the learning rate is multiplied by ``lr_decay``.
 Two checkpoints are kept, written atomically: ``best.pt`` (best dev BLEU so
-far) and ``last.pt`` (the latest, with the optimizer state). A run stops when
+far) and ``last.pt`` (the latest, with the optimizer state); an interrupted
+run (Ctrl-C) writes ``last.pt`` too before it stops. A run stops when
 ``max_minutes`` of wall time (validation included) are spent; started again
 on the same output directory it resumes from ``last.pt`` towards the same
 budget. The model directory is complete when ``model.json`` exists, which is
-written last.
+written last. Resuming a finished model keeps its ``model.json``: the
+architecture is checked before anything is written, and ``best.pt`` is only
+ever replaced atomically by a better checkpoint of the same network, so the
+directory stays a usable model however the new run ends.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import copy
 import json
 import logging
 import math
 import random
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +49,13 @@ import sacrebleu
 import torch
 
 from mtcompare.data.prepare import prepared_languages
-from mtcompare.data.subword import EOS_ID, PAD_ID, SubwordModel, train_sentencepiece
+from mtcompare.data.subword import (
+    EOS_ID,
+    MIN_VOCAB_SIZE,
+    PAD_ID,
+    SubwordModel,
+    train_sentencepiece,
+)
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open, read_lines, write_text
 from mtcompare.nmt.batching import collate, filter_by_length, make_batches
@@ -58,6 +70,8 @@ BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 CONFIG_FILE = "config.json"
 SUBWORD_TYPES = ("unigram", "bpe")
+RESUME_REMEDY = "cannot resume from it, train into a new output directory"
+RETRAIN_REMEDY = "train the NMT model again with 'mtcompare train nmt'"
 
 
 @dataclass
@@ -99,8 +113,13 @@ class NMTConfig:
                 f"unknown subword_type {self.subword_type!r}; "
                 f"valid: {', '.join(SUBWORD_TYPES)}"
             )
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise MtcError(
+                f"NMT option vocab_size must be at least {MIN_VOCAB_SIZE} (4 reserved "
+                "pieces, the word boundary and the characters of the text), "
+                f"got {self.vocab_size}"
+            )
         positive = (
-            "vocab_size",
             "batch_tokens",
             "max_length",
             "validate_every",
@@ -188,10 +207,14 @@ def train_nmt(prepared_dir: str | Path, out_dir: str | Path, config: NMTConfig) 
     torch.set_num_threads(config.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     src_lang, tgt_lang = _languages(prepared_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resuming = (out_dir / LAST_CHECKPOINT).is_file()
-    if resuming:
-        (out_dir / MODEL_INFO).unlink(missing_ok=True)
+    _check_out_dir(out_dir)
+    last_path = out_dir / LAST_CHECKPOINT
+    resuming = last_path.is_file()
+    checkpoint = (
+        _resume_checkpoint(last_path, config, src_lang, tgt_lang, device)
+        if resuming
+        else None
+    )
     logger.info("NMT config: %s", json.dumps(asdict(config)))
     logger.info("training on %s with %d thread(s)", device, config.threads)
 
@@ -209,10 +232,8 @@ def train_nmt(prepared_dir: str | Path, out_dir: str | Path, config: NMTConfig) 
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     progress = TrainingProgress(lr=config.lr)
-    if resuming:
-        progress = _resume(
-            out_dir / LAST_CHECKPOINT, model, optimizer, model_config, device
-        )
+    if checkpoint is not None:
+        progress = _resume(checkpoint, last_path, model, optimizer)
     else:
         logger.info(
             "model: %s parameters, %s",
@@ -220,24 +241,124 @@ def train_nmt(prepared_dir: str | Path, out_dir: str | Path, config: NMTConfig) 
             json.dumps(asdict(model_config)),
         )
 
-    _TrainingLoop(
+    loop = _TrainingLoop(
         model, optimizer, corpus, config, progress, out_dir, device, started
-    ).run()
-    _finish(prepared_dir, out_dir, config, model_config, progress, corpus)
+    )
+    loop.run()
+    _finish(prepared_dir, out_dir, config, model_config, loop.progress, corpus)
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train_nmt`."""
+def load_checkpoint(
+    path: Path,
+    device: torch.device,
+    remedy: str = RETRAIN_REMEDY,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train_nmt`.
+
+    Anything wrong with the file, or a missing ``required`` entry, is an
+    :class:`MtcError` naming the file and ending in ``remedy``.
+    """
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise MtcError(f"{path}: cannot read NMT checkpoint ({error})") from None
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise MtcError(f"{path}: missing; {remedy}") from None
+    except OSError as error:
+        raise MtcError(f"{path}: cannot read it ({error.strerror}); {remedy}") from None
+    except Exception as error:
+        # a damaged file fails in many ways (unpickling, zip, decoding errors),
+        # which all mean the same to the user
+        raise MtcError(
+            f"{path}: not a readable PyTorch checkpoint{short_reason(error)}; {remedy}"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise MtcError(f"{path}: not an NMT checkpoint; {remedy}")
+    for key in required:
+        if key == "rng_state":
+            expected_type: type = torch.Tensor
+        else:
+            expected_type = dict
+        if not isinstance(checkpoint.get(key), expected_type):
+            raise MtcError(f"{path}: not an NMT checkpoint (no {key!r}); {remedy}")
+    return checkpoint
+
+
+def restore_model(
+    checkpoint: dict[str, Any], path: Path, device: torch.device, remedy: str
+) -> tuple[Seq2Seq, TrainingProgress]:
+    """The network and training progress saved in ``checkpoint`` (read from ``path``)."""
+    try:
+        model = Seq2Seq(ModelConfig(**checkpoint["model_config"]))
+        model.load_state_dict(checkpoint["model"])
+        progress = TrainingProgress(**checkpoint["progress"])
+    except (MtcError, RuntimeError, TypeError, ValueError) as error:
+        raise MtcError(
+            f"{path}: its network does not fit its model_config"
+            f"{short_reason(error)}; {remedy}"
+        ) from None
+    return model.to(device), progress
+
+
+def short_reason(error: BaseException) -> str:
+    """`` (first clause of the message)``, or ``""`` when the message says nothing
+    a user can read (a pickle ``KeyError: 101``); PyTorch's run to many lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.startswith("Error(s) in loading state_dict") and len(lines) > 1:
+        first = lines[1]  # "size mismatch for encoder.weight_hh_l0: copying a ..."
+    clause = re.split(r"[.:;] ", first, maxsplit=1)[0].rstrip(".:")
+    if not re.search(r"[A-Za-z]{3}", clause):
+        return ""
+    return f" ({clause if len(clause) <= 80 else clause[:77] + '...'})"
 
 
 def save_checkpoint(path: Path, contents: dict[str, Any]) -> None:
     """Write a checkpoint atomically (temporary file, then rename)."""
     with atomic_open(path, "wb") as stream:
         torch.save(contents, stream)
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an output directory that a fresh run would spoil."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MtcError(f"{out_dir}: not a directory; give another --out")
+    finished = (out_dir / MODEL_INFO).is_file()
+    if finished and not (out_dir / LAST_CHECKPOINT).is_file():
+        raise MtcError(
+            f"{out_dir}: holds a finished model but no {LAST_CHECKPOINT} to resume "
+            "from; train into a new output directory"
+        )
+
+
+def _resume_checkpoint(
+    path: Path,
+    config: NMTConfig,
+    src_lang: str,
+    tgt_lang: str,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Read ``last.pt`` and check that it fits ``config``, before anything is written."""
+    checkpoint = load_checkpoint(
+        path,
+        device,
+        RESUME_REMEDY,
+        required=("model", "optimizer", "model_config", "progress", "rng_state"),
+    )
+    out_dir = path.parent
+    model_config = config.model_config(
+        _vocab_size(out_dir, src_lang), _vocab_size(out_dir, tgt_lang)
+    )
+    # dropout may change between runs; the sizes of the parameters may not
+    saved = {**checkpoint["model_config"], "dropout": model_config.dropout}
+    if saved != asdict(model_config):
+        raise MtcError(
+            f"{path}: the checkpoint's model ({checkpoint['model_config']}) differs "
+            f"from the configured one ({asdict(model_config)}); "
+            "train into a new output directory"
+        )
+    return checkpoint
 
 
 def _languages(prepared_dir: Path) -> tuple[str, str]:
@@ -273,10 +394,16 @@ def _load_corpus(
                 f"{prepared_dir}: {name}.tok.{src_lang} has {len(a):,} lines but "
                 f"{name}.tok.{tgt_lang} has {len(b):,}; rerun 'mtcompare prepare'"
             )
+    if not dev_src_lines:
+        raise MtcError(
+            f"{prepared_dir / f'dev.tok.{src_lang}'}: the dev set is empty, but NMT "
+            "training validates on it; run 'mtcompare prepare' again with a dev set "
+            "(--dev-size, or --dev-src and --dev-tgt)"
+        )
     subwords = {}
     for lang, lines in ((src_lang, train_src_lines), (tgt_lang, train_tgt_lines)):
         model_path = out_dir / f"spm.{lang}.model"
-        if resuming and model_path.is_file():
+        if resuming:  # the checkpoint's pieces; _resume_checkpoint read both models
             subwords[lang] = SubwordModel.load(model_path)
         else:
             subwords[lang] = train_sentencepiece(
@@ -345,27 +472,24 @@ def _target_unigram(corpus: _Corpus, vocab_size: int) -> torch.Tensor:
 
 
 def _resume(
+    checkpoint: dict[str, Any],
     path: Path,
     model: Seq2Seq,
     optimizer: torch.optim.Optimizer,
-    model_config: ModelConfig,
-    device: torch.device,
 ) -> TrainingProgress:
-    checkpoint = load_checkpoint(path, device)
-    # dropout may change between runs; the sizes of the parameters may not
-    saved = {**checkpoint["model_config"], "dropout": model_config.dropout}
-    if saved != asdict(model_config):
+    """Put the state saved in ``checkpoint`` (read from ``path``) back in place."""
+    try:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        progress = TrainingProgress(**checkpoint["progress"])
+        torch.set_rng_state(checkpoint["rng_state"].cpu())
+    except (RuntimeError, TypeError, ValueError, KeyError) as error:
         raise MtcError(
-            f"{path}: the checkpoint's model ({checkpoint['model_config']}) differs "
-            f"from the configured one ({asdict(model_config)}); "
-            "train into a new output directory"
-        )
-    model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    progress = TrainingProgress(**checkpoint["progress"])
+            f"{path}: its training state does not fit the model"
+            f"{short_reason(error)}; {RESUME_REMEDY}"
+        ) from None
     for group in optimizer.param_groups:
         group["lr"] = progress.lr
-    torch.set_rng_state(checkpoint["rng_state"].cpu())
     logger.info(
         "resuming from %s: step %s, epoch %d, %s of the budget used, "
         "best dev BLEU %.2f",
@@ -405,6 +529,9 @@ class _TrainingLoop:
         self.validation_seconds = 0.0  # how long the last validation took
         self.batches: list[list[int]] = []
         self.batches_epoch = -1
+        # True from the parameter update until the step counters follow it: an
+        # interrupt in between would save parameters and progress that disagree
+        self.updating = False
         self.last_log = time.monotonic()
         self._reset_interval()
 
@@ -413,7 +540,18 @@ class _TrainingLoop:
         return self.elapsed_before + time.monotonic() - self.started
 
     def run(self) -> None:
-        """Train until the time budget or the step limit, then validate once more."""
+        """Train until the time budget or the step limit, then validate once more.
+
+        Interrupted (Ctrl-C), it saves ``last.pt`` first, so that a new run
+        resumes from the last finished step.
+        """
+        try:
+            self._train()
+        except KeyboardInterrupt:
+            self._save_interrupted()
+            raise
+
+    def _train(self) -> None:
         while not self._out_of_budget():
             batches = self._epoch_batches()
             if self.progress.batch_in_epoch >= len(batches):
@@ -421,8 +559,6 @@ class _TrainingLoop:
                 self.progress.batch_in_epoch = 0
                 continue
             self._train_step(batches[self.progress.batch_in_epoch])
-            self.progress.batch_in_epoch += 1
-            self.progress.step += 1
             if time.monotonic() - self.last_log >= self.config.log_every_seconds:
                 self._log_interval()
             if self.progress.step % self.config.validate_every == 0:
@@ -437,6 +573,22 @@ class _TrainingLoop:
             format_duration(self.elapsed()),
             self.progress.best_bleu,
             f"{self.progress.best_step:,}",
+        )
+
+    def _save_interrupted(self) -> None:
+        if self.updating:
+            logger.warning(
+                "interrupted during the parameter update of step %s, which is not "
+                "saved; a new run resumes from the last validation, if any",
+                f"{self.progress.step + 1:,}",
+            )
+            return
+        self.progress.elapsed_seconds = self.elapsed()
+        save_checkpoint(self.out_dir / LAST_CHECKPOINT, self._checkpoint_contents())
+        logger.warning(
+            "interrupted at step %s: saved %s; run the same command again to resume",
+            f"{self.progress.step:,}",
+            self.out_dir / LAST_CHECKPOINT,
         )
 
     def _out_of_budget(self) -> bool:
@@ -473,7 +625,11 @@ class _TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         (smoothed / batch.target_tokens).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.updating = True
         self.optimizer.step()
+        self.progress.batch_in_epoch += 1
+        self.progress.step += 1
+        self.updating = False
         self.interval_loss += float(smoothed.detach())
         self.interval_nll += float(nll.detach())
         self.interval_tokens += batch.target_tokens
@@ -508,7 +664,9 @@ class _TrainingLoop:
         start = time.monotonic()
         perplexity = dev_perplexity(self.model, self.corpus, self.config, self.device)
         bleu, signature = dev_bleu(self.model, self.corpus, self.config, self.device)
-        progress = self.progress
+        # changed on a copy, taken over once best.pt is written: an interrupt in
+        # between saves the progress of before, which never claims a best.pt it lacks
+        progress = copy.deepcopy(self.progress)
         progress.history.append(
             {"step": progress.step, "dev_perplexity": perplexity, "dev_bleu": bleu}
         )
@@ -525,10 +683,11 @@ class _TrainingLoop:
         progress.best_perplexity = min(progress.best_perplexity, perplexity)
         progress.validated_step = progress.step
         progress.elapsed_seconds = self.elapsed()
-        contents = self._checkpoint_contents()
+        contents = self._checkpoint_contents(progress)
         if improved:  # the best model is for translating: no optimizer state
             best = {key: value for key, value in contents.items() if key != "optimizer"}
             save_checkpoint(self.out_dir / BEST_CHECKPOINT, best)
+        self.progress = progress
         save_checkpoint(self.out_dir / LAST_CHECKPOINT, contents)
         self.validation_seconds = time.monotonic() - start
         logger.info(
@@ -544,12 +703,14 @@ class _TrainingLoop:
         )
         self._reset_interval()
 
-    def _checkpoint_contents(self) -> dict[str, Any]:
+    def _checkpoint_contents(
+        self, progress: TrainingProgress | None = None
+    ) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "model_config": asdict(self.model.config),
-            "progress": asdict(self.progress),
+            "progress": asdict(progress or self.progress),
             "rng_state": torch.get_rng_state(),
         }
 

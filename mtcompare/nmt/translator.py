@@ -6,7 +6,8 @@ truecase), SentencePiece splits the tokens into pieces, beam search
 length, and the way back is the same in reverse: pieces to tokens to raw
 text. Empty lines give empty lines without touching the model, and a source
 longer than the longest training pair is cut to that length rather than
-refused, so a caller always gets one output line per input line.
+refused, so a caller always gets one output line per input line. A damaged
+model directory is reported as one line naming the damaged file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -27,11 +28,20 @@ from mtcompare.config import config_from_dict
 from mtcompare.data.subword import SubwordModel
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
-from mtcompare.nmt.model import ModelConfig, Seq2Seq
+from mtcompare.nmt.model import Seq2Seq
 from mtcompare.nmt.search import SearchConfig, translate_ids
-from mtcompare.nmt.train import CONFIG_FILE, NMTConfig, load_checkpoint
+from mtcompare.nmt.train import CONFIG_FILE, NMTConfig, load_checkpoint, restore_model
 
 logger = logging.getLogger(__name__)
+
+DAMAGED = "the NMT model is damaged, train it again with 'mtcompare train nmt'"
+# the entries of config.json that loading needs, with their JSON types
+SETTINGS = {
+    "nmt": (dict, "an object"),
+    "src_lang": (str, "a string"),
+    "tgt_lang": (str, "a string"),
+    "checkpoint": (str, "a string"),
+}
 
 
 class NMTTranslator:
@@ -73,19 +83,23 @@ class NMTTranslator:
                 f"{model_dir}: no {CONFIG_FILE}; the NMT model is incomplete, "
                 "train it again with 'mtcompare train nmt'"
             )
-        settings = json.loads(config_path.read_text(encoding="utf-8"))
-        nmt = config_from_dict(NMTConfig, settings["nmt"], where=str(config_path))
+        settings = _read_settings(config_path)
+        nmt = _nmt_config(settings["nmt"], config_path)
         src_lang, tgt_lang = settings["src_lang"], settings["tgt_lang"]
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         checkpoint_path = model_dir / settings["checkpoint"]
-        checkpoint = load_checkpoint(checkpoint_path, device)
-        model = Seq2Seq(ModelConfig(**checkpoint["model_config"])).to(device)
-        model.load_state_dict(checkpoint["model"])
+        checkpoint = load_checkpoint(
+            checkpoint_path,
+            device,
+            DAMAGED,
+            required=("model", "model_config", "progress"),
+        )
+        model, progress = restore_model(checkpoint, checkpoint_path, device, DAMAGED)
         search = nmt.search_config(beam_size)
         logger.info(
             "loaded NMT model %s (step %s), beam size %d",
             checkpoint_path,
-            f"{checkpoint['progress']['step']:,}",
+            progress.step,
             search.beam_size,
         )
         return cls(
@@ -135,3 +149,36 @@ class NMTTranslator:
             len(lines) / max(seconds, 1e-9),
         )
         return translations
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The model directory's ``config.json``, checked for the entries it must have."""
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise MtcError(f"{path}: cannot read it ({error.strerror}); {DAMAGED}") from None
+    except UnicodeDecodeError:
+        raise MtcError(f"{path}: not UTF-8 text; {DAMAGED}") from None
+    except json.JSONDecodeError as error:
+        raise MtcError(
+            f"{path}:{error.lineno}: not valid JSON ({error.msg}); {DAMAGED}"
+        ) from None
+    if not isinstance(settings, dict):
+        raise MtcError(f"{path}: not a JSON object of settings; {DAMAGED}")
+    for key, (expected_type, json_type) in SETTINGS.items():
+        if key not in settings:
+            raise MtcError(f"{path}: no {key!r} entry; {DAMAGED}")
+        if not isinstance(settings[key], expected_type):
+            raise MtcError(f"{path}: {key!r} is not {json_type}; {DAMAGED}")
+    return settings
+
+
+def _nmt_config(record: dict[str, Any], path: Path) -> NMTConfig:
+    """The NMT settings saved by training, validated; errors name ``path``."""
+    try:
+        return config_from_dict(NMTConfig, record, where=str(path))
+    except MtcError as error:
+        message = str(error)
+        if not message.startswith(f"{path}:"):  # validate() does not know the file
+            message = f"{path}: {message}"
+        raise MtcError(f"{message}; {DAMAGED}") from None

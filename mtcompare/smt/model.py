@@ -159,6 +159,9 @@ def train_smt(
         tgt_lang=tgt_lang,
         train_pairs=len(source),
         prepared=str(prepared_dir),
+        # what translation reads; the alignment file is kept only for resuming
+        translation_files=[MODEL_INFO, CONFIG_FILE, PHRASE_TABLE_FILE, LM_FILE,
+                           f"preprocess.{src_lang}.json", f"preprocess.{tgt_lang}.json"],
     )
     logger.info(
         "SMT model complete in %s (%.0f s)", out_dir, time.monotonic() - started
