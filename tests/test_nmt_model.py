@@ -4,13 +4,18 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
 import torch
 
 from mtcompare.data.subword import EOS_ID
+from mtcompare.errors import MtcError
 from mtcompare.nmt.batching import collate, pad
 from mtcompare.nmt.model import Attention, ModelConfig, Seq2Seq
 from mtcompare.nmt.search import greedy_search
+from mtcompare.nmt.train import restore_model
 
 torch.set_num_threads(1)
 
@@ -68,3 +73,41 @@ def test_overfits_ten_pairs_to_perfect_reproduction() -> None:
     src = pad([source + [EOS_ID] for source in sources])
     lengths = torch.tensor([len(source) + 1 for source in sources])
     assert greedy_search(model, src, lengths) == targets
+
+
+def _checkpoint(config: ModelConfig) -> dict:
+    torch.manual_seed(0)
+    model = Seq2Seq(config)
+    return {
+        "model": model.state_dict(),
+        "model_config": asdict(config),
+        "progress": {"step": 7},
+    }
+
+
+def test_restore_model_gives_back_the_saved_network() -> None:
+    config = ModelConfig(20, 20, 8, 8)
+    checkpoint = _checkpoint(config)
+    model, progress = restore_model(
+        checkpoint, Path("best.pt"), torch.device("cpu"), "retrain"
+    )
+    assert progress.step == 7
+    assert all(
+        torch.equal(value, checkpoint["model"][name])
+        for name, value in model.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"hidden_size": 12}, {"attention": "dot"}, {"hidden_size": 0}, {"layers": 2}],
+)
+def test_weights_that_do_not_fit_their_config_are_one_short_line(change: dict) -> None:
+    checkpoint = _checkpoint(ModelConfig(20, 20, 8, 8))
+    checkpoint["model_config"].update(change)
+    with pytest.raises(MtcError) as caught:
+        restore_model(checkpoint, Path("best.pt"), torch.device("cpu"), "retrain")
+    message = str(caught.value)
+    assert message.startswith("best.pt: its network does not fit its model_config")
+    assert message.endswith("; retrain") and "\n" not in message
+    assert len(message) < 200

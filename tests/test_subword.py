@@ -7,6 +7,7 @@ import pytest
 from mtcompare.data.subword import (
     BOS_ID,
     EOS_ID,
+    MIN_VOCAB_SIZE,
     PAD_ID,
     UNK_ID,
     SubwordModel,
@@ -62,3 +63,31 @@ def test_errors_name_the_problem(tmp_path: Path) -> None:
         train_sentencepiece(["", " "], tmp_path / "spm", 60)
     with pytest.raises(MtcError, match="not found"):
         SubwordModel.load(tmp_path / "missing.model")
+
+
+def test_vocabulary_below_the_minimum_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MtcError, match=f"at least {MIN_VOCAB_SIZE}"):
+        train_sentencepiece(LINES, tmp_path / "out" / "spm", 3)
+    assert not (tmp_path / "out").exists()
+
+
+def test_vocabulary_smaller_than_the_alphabet_says_how_large_it_must_be(
+    tmp_path: Path,
+) -> None:
+    characters = {char for line in LINES for char in line if char != " "}
+    needed = len(characters) + 1 + 4  # the word boundary and the reserved pieces
+    with pytest.raises(MtcError) as caught:
+        train_sentencepiece(LINES, tmp_path / "out" / "spm", needed - 1)
+    message = str(caught.value)
+    assert message.endswith(f"set vocab_size to at least {needed}")
+    assert "\n" not in message and "trainer_interface" not in message
+    assert not (tmp_path / "out").exists()  # the folder it made is gone again
+    model = train_sentencepiece(LINES, tmp_path / "out" / "spm", needed)
+    assert model.vocab_size >= needed
+
+
+def test_damaged_model_file_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "spm.model").write_bytes(b"\xff" * 64)
+    with pytest.raises(MtcError, match="not a SentencePiece model") as caught:
+        SubwordModel.load(tmp_path / "spm.model")
+    assert "\n" not in str(caught.value)

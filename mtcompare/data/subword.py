@@ -62,8 +62,9 @@ class SubwordModel:
         try:
             processor.Load(str(path))
         except (OSError, RuntimeError) as error:
+            reason = _short_reason(error).replace(f" from {path}", "")
             raise MtcError(
-                f"{path}: not a SentencePiece model ({_short_reason(error)}); "
+                f"{path}: not a SentencePiece model ({reason}); "
                 "retrain the NMT model with 'mtcompare train nmt'"
             ) from None
         return cls(processor, path)

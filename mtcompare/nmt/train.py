@@ -286,7 +286,7 @@ def load_checkpoint(
 def restore_model(
     checkpoint: dict[str, Any], path: Path, device: torch.device, remedy: str
 ) -> tuple[Seq2Seq, TrainingProgress]:
-    """The network and training progress saved in ``checkpoint`` (read from ``path``)."""
+    """The network and training progress saved in ``checkpoint``, read from ``path``."""
     try:
         model = Seq2Seq(ModelConfig(**checkpoint["model_config"]))
         model.load_state_dict(checkpoint["model"])
@@ -339,7 +339,7 @@ def _resume_checkpoint(
     tgt_lang: str,
     device: torch.device,
 ) -> dict[str, Any]:
-    """Read ``last.pt`` and check that it fits ``config``, before anything is written."""
+    """Read ``last.pt`` and check that it fits ``config``; nothing is written yet."""
     checkpoint = load_checkpoint(
         path,
         device,
@@ -352,11 +352,16 @@ def _resume_checkpoint(
     )
     # dropout may change between runs; the sizes of the parameters may not
     saved = {**checkpoint["model_config"], "dropout": model_config.dropout}
-    if saved != asdict(model_config):
+    configured = asdict(model_config)
+    if saved != configured:
+        differences = ", ".join(
+            f"{name} {saved.get(name)} there, {value} configured"
+            for name, value in configured.items()
+            if saved.get(name) != value
+        )
         raise MtcError(
-            f"{path}: the checkpoint's model ({checkpoint['model_config']}) differs "
-            f"from the configured one ({asdict(model_config)}); "
-            "train into a new output directory"
+            f"{path}: the checkpoint's model differs from the configured one "
+            f"({differences or 'unknown entries'}); train into a new output directory"
         )
     return checkpoint
 

@@ -156,7 +156,9 @@ def _read_settings(path: Path) -> dict[str, Any]:
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
-        raise MtcError(f"{path}: cannot read it ({error.strerror}); {DAMAGED}") from None
+        raise MtcError(
+            f"{path}: cannot read it ({error.strerror}); {DAMAGED}"
+        ) from None
     except UnicodeDecodeError:
         raise MtcError(f"{path}: not UTF-8 text; {DAMAGED}") from None
     except json.JSONDecodeError as error:
