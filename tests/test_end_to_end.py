@@ -115,3 +115,13 @@ def test_benchmark_refuses_a_run_directory_with_other_options(tmp_path):
                                                   "train_size": 2000}), encoding="utf-8")
     with pytest.raises(MtcError, match="other options .*train_size"):
         run_benchmark(run, BenchmarkOptions(train_size=500))
+
+
+def test_model_size_counts_what_translation_reads(tmp_path):
+    from mtcompare.benchmark import _model_size
+    from mtcompare.translator import write_model_info
+
+    (tmp_path / "weights.bin").write_bytes(b"x" * 100)
+    (tmp_path / "resume.bin").write_bytes(b"x" * 1000)
+    write_model_info(tmp_path, "nmt", translation_files=["weights.bin"])
+    assert _model_size(tmp_path) == 100

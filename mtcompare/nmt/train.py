@@ -806,5 +806,9 @@ def _finish(
         best_dev_bleu=round(progress.best_bleu, 2),
         dev_bleu_note="greedy, tokenised, first "
         f"{min(config.dev_bleu_sentences, len(corpus.dev_src))} dev sentences",
+        # what translation reads; last.pt (with the optimizer state) is for resuming
+        translation_files=[MODEL_INFO, CONFIG_FILE, BEST_CHECKPOINT]
+        + [f"spm.{lang}.model" for lang in (corpus.src_lang, corpus.tgt_lang)]
+        + [f"preprocess.{lang}.json" for lang in (corpus.src_lang, corpus.tgt_lang)],
     )
     logger.info("NMT model written to %s", out_dir)
