@@ -7,6 +7,8 @@ place, so an interrupted run never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -67,6 +69,24 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open_text(path: str | Path) -> Iterator[IO[str]]:
+    """A UTF-8 text stream onto ``path`` (atomic), gzip-compressed for a ``.gz`` name.
+
+    The gzip header carries no time stamp, so the same content gives the same bytes.
+    """
+    path = Path(path)
+    if path.suffix != ".gz":
+        with atomic_open(path, "w") as stream:
+            yield stream
+        return
+    with atomic_open(path, "wb") as raw:
+        # level 6 is zlib's default trade-off; gzip's own default 9 is far slower
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as compressed:
+            with io.TextIOWrapper(compressed, encoding="utf-8", newline="\n") as stream:
+                yield stream
 
 
 def _umask() -> int:

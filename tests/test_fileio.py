@@ -43,3 +43,17 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_gzip_text_is_atomic_readable_and_reproducible(tmp_path):
+    import gzip
+
+    from mtcompare.fileio import atomic_open_text
+
+    contents = []
+    for name in ("a.txt.gz", "b.txt.gz"):
+        with atomic_open_text(tmp_path / name) as stream:
+            stream.write("señor ||| lord\n")
+        contents.append((tmp_path / name).read_bytes())
+    assert contents[0] == contents[1]  # no time stamp in the header
+    assert gzip.decompress(contents[0]).decode("utf-8") == "señor ||| lord\n"

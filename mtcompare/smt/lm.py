@@ -50,7 +50,6 @@ model adds up.
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import math
 import time
@@ -60,7 +59,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
 from mtcompare.errors import MtcError
-from mtcompare.fileio import atomic_open
+from mtcompare.fileio import atomic_open_text
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +169,7 @@ class NGramLanguageModel:
         by_order: dict[int, list[NGram]] = defaultdict(list)
         for ngram in self.entries:
             by_order[len(ngram)].append(ngram)
-        with _open_text_for_writing(Path(path)) as stream:
+        with atomic_open_text(path) as stream:
             stream.write("\\data\\\n")
             for order in range(1, self.order + 1):
                 stream.write(f"ngram {order}={len(by_order[order])}\n")
@@ -383,18 +382,6 @@ def _parse_ngram_line(
     except ValueError:
         raise MtcError(f"{path}:{number}: not a number in {line[:80]!r}") from None
     return tuple(fields[1 : section + 1]), (log_prob, backoff)
-
-
-@contextmanager
-def _open_text_for_writing(path: Path) -> Iterator[IO[str]]:
-    if path.suffix != ".gz":
-        with atomic_open(path, "w") as text:
-            yield text
-        return
-    with atomic_open(path, "wb") as binary:
-        with gzip.GzipFile(fileobj=binary, mode="wb", mtime=0) as compressed:
-            with io.TextIOWrapper(compressed, encoding="utf-8") as text:
-                yield text
 
 
 @contextmanager

@@ -49,7 +49,7 @@ from typing import IO, Collection, Iterator, Sequence
 import numpy as np
 
 from mtcompare.errors import MtcError
-from mtcompare.fileio import atomic_open
+from mtcompare.fileio import atomic_open_text
 from mtcompare.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class PhraseTable:
         """
         start = time.monotonic()
         writer = _MosesWriter()
-        with _open_for_writing(Path(path)) as stream:
+        with atomic_open_text(path) as stream:
             for source_text, source in sorted((" ".join(s), s) for s in self.entries):
                 stream.write(writer.lines(source_text, self.entries[source]))
         logger.info(
@@ -798,20 +798,6 @@ def _parse_alignment(
             )
         links.append((source_index, target_index))
     return tuple(links)
-
-
-@contextlib.contextmanager
-def _open_for_writing(path: Path) -> Iterator[IO[str]]:
-    """A text stream onto ``path`` (atomic), gzip-compressed for a ``.gz`` name."""
-    if path.suffix != ".gz":
-        with atomic_open(path, "w") as stream:
-            yield stream
-        return
-    with atomic_open(path, "wb") as raw:
-        # level 6 is zlib's default trade-off; gzip's own default 9 is far slower
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as compressed:
-            with io.TextIOWrapper(compressed, encoding="utf-8", newline="\n") as stream:
-                yield stream
 
 
 @contextlib.contextmanager
