@@ -47,6 +47,7 @@ class BenchmarkOptions:
 
 def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     """Run every stage that has not run yet; return the summary table."""
+    _validate_overrides(options)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_options(run_dir, options)
     stages = _Stages(run_dir / STAGES_FILE)
@@ -75,6 +76,16 @@ def run_benchmark(run_dir: Path, options: BenchmarkOptions) -> str:
     write_report(run_dir, results)
     logger.info("report written to %s", run_dir / "report.md")
     return summary_table(results)
+
+
+def _validate_overrides(options: BenchmarkOptions) -> None:
+    """Check every config override before anything is written or trained."""
+    from mtcompare.nmt.train import NMTConfig
+    from mtcompare.smt.model import SMTConfig
+
+    build_config(SMTConfig, overrides=options.smt_overrides)
+    build_config(NMTConfig, overrides=options.nmt_overrides,
+                 max_minutes=options.nmt_minutes, threads=options.threads)
 
 
 def _check_options(run_dir: Path, options: BenchmarkOptions) -> None:

@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = f"{error.filename}: " if error.filename else ""
         _fail(f"{where}{error.strerror or error}; check the path and try again")
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("interrupted; finished files are kept, re-run to resume", err=True)
+        click.echo("interrupted; files already finished are kept whole (training and "
+                   "the benchmark resume when re-run)", err=True)
         sys.exit(130)
     except BrokenPipeError:
         sys.stderr.close()

@@ -125,3 +125,10 @@ def test_model_size_counts_what_translation_reads(tmp_path):
     (tmp_path / "resume.bin").write_bytes(b"x" * 1000)
     write_model_info(tmp_path, "nmt", translation_files=["weights.bin"])
     assert _model_size(tmp_path) == 100
+
+
+def test_a_bad_override_does_not_lock_the_run_directory(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(MtcError, match="unknown setting 'bogus'"):
+        run_benchmark(run, BenchmarkOptions(smt_overrides=("bogus=1",)))
+    assert not (run / "options.json").exists()

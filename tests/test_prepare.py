@@ -136,3 +136,16 @@ def test_re_preparing_removes_the_old_manifest_first(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         prepare(config, out)
     assert not (out / "manifest.json").exists()  # no longer looks complete
+
+
+def test_a_damaged_preprocessor_is_caught_before_training(tmp_path):
+    from mtcompare.data.prepare import prepared_languages
+
+    src, tgt = _write_corpus(tmp_path, _pairs(40))
+    out = tmp_path / "prep"
+    prepare(PrepareConfig(corpus="files", src=src, tgt=tgt, src_lang="de", dev_size=5,
+                          test_size=5), out)
+    assert prepared_languages(out) == ("de", "en")
+    (out / "preprocess.en.json").write_text('{"x":', encoding="utf-8")
+    with pytest.raises(MtcError, match="preprocess.en.json"):
+        prepared_languages(out)

@@ -120,3 +120,10 @@ def test_spanish_inverted_marks():
     pre = Preprocessor.train("es", spanish)
     assert pre.tokenize("¿Quién es?") == ["¿", "Quién", "es", "?"]
     assert pre.detokenize(pre.tokenize("¿Dónde está el rey?")) == "¿Dónde está el rey?"
+
+
+def test_no_capitals_added_where_the_language_has_none():
+    pre = Preprocessor.train("xx", ["gibo namo taco.", "namo gibo. taco namo."])
+    assert not pre.capitalized_starts
+    assert pre.decode(["gibo", "namo", "."]) == "gibo namo."
+    assert Preprocessor.train("en", ENGLISH).capitalized_starts

@@ -83,8 +83,8 @@ def load_manifest(directory: str | Path) -> dict:
 def prepared_languages(directory: str | Path) -> tuple[str, str]:
     """(source, target) language codes of a prepared directory.
 
-    Also checks that the preprocessor files a model copies are there, so a
-    training fails before it starts rather than after an hour of work.
+    Also checks that the preprocessor files a model copies are there and
+    load, so a training fails before it starts rather than after an hour.
     """
     manifest = load_manifest(directory)
     languages = manifest["src_lang"], manifest["tgt_lang"]
@@ -92,6 +92,7 @@ def prepared_languages(directory: str | Path) -> tuple[str, str]:
         path = Path(directory) / f"preprocess.{lang}.json"
         if not path.is_file():
             raise MtcError(f"{path}: missing; run 'mtcompare prepare' again")
+        Preprocessor.load(path)  # a damaged file fails here, not in the trained model
     return languages
 
 

@@ -80,6 +80,8 @@ class Preprocessor:
     truecase_forms: dict[str, str] = field(default_factory=dict)
     # punctuation token -> (attaches to the left, attaches to the right)
     attachment: dict[str, tuple[bool, bool]] = field(default_factory=dict)
+    # whether the training text starts its sentences with a capital letter
+    capitalized_starts: bool = True
 
     def __post_init__(self) -> None:
         if self.case not in CASE_MODES:
@@ -107,6 +109,7 @@ class Preprocessor:
         if tokens is None:
             tokens = [preprocessor.tokenize(line) for line in lines]
         preprocessor.truecase_forms = _learn_truecase_forms(tokens)
+        preprocessor.capitalized_starts = _starts_capitalized(tokens)
         preprocessor.attachment = _learn_attachment(
             (normalize_text(line) for line in lines), tokens
         )
@@ -149,8 +152,12 @@ class Preprocessor:
         return self.detokenize(self.recase(tokens))
 
     def recase(self, tokens: Sequence[str]) -> list[str]:
-        """Capitalise the first word of each sentence (a no-op for case 'none')."""
-        if self.case == "none":
+        """Capitalise the first word of each sentence, where the language does.
+
+        A no-op for case 'none' and for text whose training side does not
+        start sentences with capitals.
+        """
+        if self.case == "none" or not self.capitalized_starts:
             return list(tokens)
         cased = list(tokens)
         for index in _sentence_starts(cased):
@@ -187,6 +194,7 @@ class Preprocessor:
             "case": self.case,
             "truecase_forms": self.truecase_forms,
             "attachment": {token: list(flags) for token, flags in self.attachment.items()},
+            "capitalized_starts": self.capitalized_starts,
         }
         write_text(path, json.dumps(record, ensure_ascii=False, indent=0) + "\n")
 
@@ -203,6 +211,7 @@ class Preprocessor:
                     token: (bool(left), bool(right))
                     for token, (left, right) in record["attachment"].items()
                 },
+                capitalized_starts=bool(record.get("capitalized_starts", True)),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise MtcError(
@@ -262,6 +271,17 @@ def _sentence_starts(tokens: Sequence[str]) -> list[int]:
         elif at_start and token not in _SENTENCE_OPENERS:
             at_start = False
     return starts
+
+
+def _starts_capitalized(corpus: Iterable[Sequence[str]]) -> bool:
+    """Do more sentences start with an upper-case letter than with a lower-case one?"""
+    upper = lower = 0
+    for tokens in corpus:
+        for index in _sentence_starts(tokens):
+            first = tokens[index][:1]
+            upper += first.isupper()
+            lower += first.islower()
+    return upper >= lower
 
 
 def _learn_truecase_forms(corpus: Iterable[Sequence[str]]) -> dict[str, str]:
