@@ -56,7 +56,11 @@ def decode_lines(data: bytes, source: str) -> list[str]:
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MtcError(f"{path}: cannot create it, a part of its folder path is a file; "
+                       "choose another path") from None
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     binary = "b" in mode
     try:

@@ -57,3 +57,9 @@ def test_gzip_text_is_atomic_readable_and_reproducible(tmp_path):
         contents.append((tmp_path / name).read_bytes())
     assert contents[0] == contents[1]  # no time stamp in the header
     assert gzip.decompress(contents[0]).decode("utf-8") == "señor ||| lord\n"
+
+
+def test_a_file_in_the_folder_path_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    with pytest.raises(MtcError, match="part of its folder path is a file"):
+        write_lines(tmp_path / "afile" / "out.txt", ["x"])

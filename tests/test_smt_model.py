@@ -204,3 +204,14 @@ def test_config_errors_list_valid_values():
         build_config(SMTConfig, overrides=["stack_size=0"])
     assert build_config(SMTConfig, overrides=["weights.phrase=[1, 1, 1, 1]"]).weights.phrase == (
         1.0, 1.0, 1.0, 1.0)
+
+
+def test_a_damaged_model_file_says_to_train_again(trained, tmp_path):
+    import shutil
+
+    root, _, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    (model / "lm.arpa.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(MtcError, match="lm.arpa.gz.*train it again"):
+        SMTTranslator.load(model)

@@ -53,6 +53,7 @@ import gzip
 import logging
 import math
 import time
+import zlib
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -396,4 +397,8 @@ def _open_text_for_reading(path: Path) -> Iterator[IO[str]]:
             f"{path}: cannot read the language model ({error.strerror})"
         ) from None
     with stream:
-        yield stream
+        try:
+            yield stream
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+            # raised while the caller reads: not gzip, truncated, not UTF-8
+            raise MtcError(f"{path}: not a readable ARPA file ({error})") from None

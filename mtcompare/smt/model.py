@@ -32,13 +32,14 @@ can make decoding run out of time or memory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from mtcompare.config import config_from_dict
 from mtcompare.data.prepare import prepared_languages
@@ -223,7 +224,8 @@ class SMTTranslator:
         info = read_model_info(model_dir)
         config = _read_config(model_dir / CONFIG_FILE)
         started = time.monotonic()
-        language_model = NGramLanguageModel.read_arpa(model_dir / LM_FILE)
+        with _damaged_model_hint():
+            language_model = NGramLanguageModel.read_arpa(model_dir / LM_FILE)
         if not (isinstance(info.get("src_lang"), str) and isinstance(info.get("tgt_lang"), str)):
             raise MtcError(f"{info_path}: damaged (no language codes); train the model again")
         source_pre = Preprocessor.load(model_dir / f"preprocess.{info['src_lang']}.json")
@@ -281,12 +283,22 @@ class SMTTranslator:
         missing -= self._phrases_read
         if not missing:
             return
-        self.phrase_table.update(
-            PhraseTable.read_moses(
+        with _damaged_model_hint():
+            entries = PhraseTable.read_moses(
                 self.phrase_table_path, limit=self.config.phrase_limit, sources=missing
             )
-        )
+        self.phrase_table.update(entries)
         self._phrases_read |= missing
+
+
+@contextlib.contextmanager
+def _damaged_model_hint() -> Iterator[None]:
+    """Add what to do to a reader's error about a model's own file."""
+    try:
+        yield
+    except MtcError as error:
+        raise MtcError(f"{error}; the SMT model is damaged, train it again with "
+                       "'mtcompare train smt'") from None
 
 
 # -- training stages ------------------------------------------------------------
