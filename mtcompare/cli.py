@@ -167,6 +167,45 @@ def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
     click.echo(f"NMT model written to {out_dir}")
 
 
+# ---- language model ------------------------------------------------------------
+
+@cli.group()
+def lm() -> None:
+    """Train an n-gram language model or measure perplexity (tokenised text)."""
+
+
+@lm.command("train")
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="Tokenised training text, one sentence a line.")
+@click.option("-o", "--output", "output_path", required=True,
+              type=click.Path(dir_okay=False), help="ARPA file to write (.gz compresses).")
+@click.option("--order", default=3, show_default=True, type=click.IntRange(1, 9))
+def lm_train(input_path: str, output_path: str, order: int) -> None:
+    """Estimate an interpolated modified Kneser-Ney model and write it as ARPA."""
+    from mtcompare.fileio import read_lines
+    from mtcompare.smt.lm import train_kneser_ney
+
+    sentences = [line.split() for line in read_lines(input_path)]
+    train_kneser_ney(sentences, order=order).write_arpa(output_path)
+    click.echo(f"{order}-gram model of {len(sentences):,} sentences written to {output_path}")
+
+
+@lm.command("ppl")
+@click.argument("arpa", type=click.Path(dir_okay=False))
+@click.option("-i", "--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="Tokenised text, one sentence a line.")
+def lm_ppl(arpa: str, input_path: str) -> None:
+    """Perplexity of a text under an ARPA model (</s> and unknown words included)."""
+    from mtcompare.fileio import read_lines
+    from mtcompare.smt.lm import NGramLanguageModel
+
+    lines = read_lines(input_path)
+    model = NGramLanguageModel.read_arpa(arpa)
+    words = sum(len(line.split()) for line in lines)
+    click.echo(f"{input_path}: {len(lines):,} sentences, {words:,} words, "
+               f"perplexity {model.perplexity(lines):.4f}")
+
+
 # ---- translate / evaluate --------------------------------------------------
 
 @cli.command()

@@ -113,3 +113,24 @@ def test_empty_reference(tmp_path, capsys):
     empty.write_text("", encoding="utf-8")
     code, _, err = run(["evaluate", "--ref", str(empty), str(empty)], capsys)
     _assert_one_line_error(code, err, "nothing to score")
+
+
+def test_lm_train_and_perplexity(tmp_path, capsys):
+    import math
+
+    text = tmp_path / "train.txt"
+    text.write_text("a b\na b\nb a\n", encoding="utf-8")
+    arpa = tmp_path / "lm.arpa"
+    code, out, _ = run(["lm", "train", "-i", str(text), "-o", str(arpa), "--order", "1"],
+                       capsys)
+    assert code == 0 and arpa.is_file()
+    # A unigram model: the command must agree with the model's own scoring.
+    from mtcompare.smt.lm import NGramLanguageModel
+
+    model = NGramLanguageModel.read_arpa(arpa)
+    expected = math.exp(-sum(model.sentence_logprob(line.split())
+                             for line in ["a b", "a b", "b a"]) / 9)
+    code, out, _ = run(["lm", "ppl", str(arpa), "-i", str(text)], capsys)
+    assert code == 0
+    assert f"perplexity {expected:.4f}" in out
+    assert "3 sentences, 6 words" in out
