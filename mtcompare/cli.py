@@ -167,6 +167,84 @@ def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
     click.echo(f"NMT model written to {out_dir}")
 
 
+# ---- word alignment ------------------------------------------------------------
+
+@cli.command()
+@click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
+              help="Tokenised pairs 'src ||| tgt', one a line (default: stdin).")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
+              help="Pharaoh links 'i-j' (0-based source-target), one line a pair "
+                   "(default: stdout).")
+@click.option("--prepared", type=click.Path(file_okay=False),
+              help="Align the training split of a prepared directory instead.")
+@click.option("--iterations", default=5, show_default=True, type=click.IntRange(min=1),
+              help="EM iterations of IBM Model 1 in each direction.")
+@click.option("--heuristic", default="grow-diag-final-and", show_default=True,
+              type=click.Choice(["intersection", "union", "grow-diag", "grow-diag-final",
+                                 "grow-diag-final-and"]))
+@click.option("--gold", type=click.Path(dir_okay=False),
+              help="Gold links (i-j sure, i?j possible): print precision, recall, AER.")
+def align(input_path: str | None, output_path: str | None, prepared: str | None,
+          iterations: int, heuristic: str, gold: str | None) -> None:
+    """Word-align tokenised sentence pairs with IBM Model 1 both ways, symmetrised."""
+    from mtcompare.fileio import decode_lines, read_lines, write_lines
+    from mtcompare.smt.align import (align_both_ways, alignment_error_rate, format_links,
+                                     parse_links)
+
+    if prepared:
+        from mtcompare.data.prepare import prepared_languages
+
+        src_lang, tgt_lang = prepared_languages(prepared)
+        pairs = list(zip(read_lines(Path(prepared) / f"train.tok.{src_lang}"),
+                         read_lines(Path(prepared) / f"train.tok.{tgt_lang}")))
+        source_name = f"{prepared}/train.tok.{src_lang}"
+    else:
+        source_name = input_path or "<stdin>"
+        lines = (read_lines(input_path) if input_path
+                 else decode_lines(sys.stdin.buffer.read(), "<stdin>"))
+        pairs = [_split_pair(line, source_name, number)
+                 for number, line in enumerate(lines, start=1)]
+
+    usable = [index for index, (src, tgt) in enumerate(pairs) if src.split() and tgt.split()]
+    if len(usable) < len(pairs):
+        logger.warning("%s: %d pair(s) with an empty side get an empty alignment line",
+                       source_name, len(pairs) - len(usable))
+    alignments: list[set[tuple[int, int]]] = [set() for _ in pairs]
+    if usable:
+        found = align_both_ways([pairs[index][0].split() for index in usable],
+                                [pairs[index][1].split() for index in usable],
+                                iterations, heuristic)
+        for index, links in zip(usable, found):
+            alignments[index] = links
+    output = [format_links(links) for links in alignments]
+    if output_path:
+        write_lines(output_path, output)
+    else:
+        sys.stdout.write("".join(line + "\n" for line in output))
+
+    if gold:
+        gold_lines = read_lines(gold)
+        if len(gold_lines) != len(pairs):
+            raise MtcError(f"{gold} has {len(gold_lines):,} lines but there are "
+                           f"{len(pairs):,} sentence pairs; give one gold line per pair")
+        parsed = [parse_links(line, f"{gold}:{number}")
+                  for number, line in enumerate(gold_lines, start=1)]
+        scores = alignment_error_rate(alignments, [s for s, _ in parsed],
+                                      [p for _, p in parsed])
+        click.echo(f"precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
+                   f"AER {scores.aer:.4f}", err=bool(not output_path))
+
+
+def _split_pair(line: str, source: str, number: int) -> tuple[str, str]:
+    if not line.strip():
+        return "", ""
+    if " ||| " not in f" {line} ":
+        raise MtcError(f"{source}:{number}: no ' ||| ' between source and target; "
+                       "write 'source tokens ||| target tokens'")
+    src, _, tgt = f" {line} ".partition(" ||| ")
+    return src.strip(), tgt.strip()
+
+
 # ---- language model ------------------------------------------------------------
 
 @cli.group()

@@ -215,3 +215,26 @@ def _loop_viterbi(model, source_sentence, target_sentence):
 def test_corpora_of_different_lengths_are_rejected() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         train_ibm1([["a"]], [["x"], ["y"]])
+
+
+def test_alignment_error_rate_worked_by_hand():
+    from mtcompare.smt.align import alignment_error_rate, parse_links
+
+    # A = {0-0, 1-2, 2-2}; gold "0-0 1-1 1?2": S = {0-0, 1-1}, P = S + {1-2}.
+    # |A&S| = 1, |A&P| = 2: precision 2/3, recall 1/2, AER = 1 - (1+2)/(3+2) = 2/5.
+    sure, possible = parse_links("0-0 1-1 1?2", "gold:1")
+    assert sure == {(0, 0), (1, 1)} and possible == {(0, 0), (1, 1), (1, 2)}
+    scores = alignment_error_rate([{(0, 0), (1, 2), (2, 2)}], [sure], [possible])
+    assert scores.precision == pytest.approx(2 / 3)
+    assert scores.recall == pytest.approx(1 / 2)
+    assert scores.aer == pytest.approx(2 / 5)
+    perfect = alignment_error_rate([sure], [sure], [possible])
+    assert perfect.aer == 0.0
+
+
+def test_gold_links_must_be_links():
+    from mtcompare.errors import MtcError
+    from mtcompare.smt.align import parse_links
+
+    with pytest.raises(MtcError, match="gold:3: 'x-1' is not a link"):
+        parse_links("0-0 x-1", "gold:3")

@@ -134,3 +134,29 @@ def test_lm_train_and_perplexity(tmp_path, capsys):
     assert code == 0
     assert f"perplexity {expected:.4f}" in out
     assert "3 sentences, 6 words" in out
+
+
+def test_align_keeps_the_line_count_and_scores_against_gold(tmp_path, capsys):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("la casa ||| the house\nla casa verde ||| the green house\n"
+                     "|||\ncasa verde ||| green house\nla ||| \n", encoding="utf-8")
+    gold = tmp_path / "gold.txt"
+    gold.write_text("0-0 1-1\n0-0 1-2 2-1\n\n0-1 1-0\n\n", encoding="utf-8")
+    out = tmp_path / "links.txt"
+    code, stdout, err = run(["align", "-i", str(pairs), "-o", str(out), "--iterations",
+                             "10", "--gold", str(gold)], capsys)
+    assert code == 0
+    links = out.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(links) == 5 and links[2] == "" and links[4] == ""
+    for line, (src, tgt) in zip(links, [(2, 2), (3, 3), (0, 0), (2, 2), (1, 0)]):
+        for link in line.split():
+            i, j = map(int, link.split("-"))
+            assert 0 <= i < src and 0 <= j < tgt
+    assert "precision" in stdout and "AER" in stdout
+
+
+def test_align_rejects_a_line_without_separator(tmp_path, capsys):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("la casa ||| the house\nla casa the house\n", encoding="utf-8")
+    code, _, err = run(["align", "-i", str(pairs)], capsys)
+    _assert_one_line_error(code, err, "pairs.txt:2", "|||")

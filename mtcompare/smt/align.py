@@ -38,7 +38,9 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mtcompare.errors import MtcError
 from mtcompare.progress import progress
+from mtcompare.smt.symmetrize import symmetrize
 
 logger = logging.getLogger(__name__)
 
@@ -468,3 +470,85 @@ def _alignment_sets(
         )
         token += target_length
     return alignments
+
+
+# -- both directions, files and evaluation ------------------------------------------
+
+
+def align_both_ways(
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+    iterations: int = 5,
+    heuristic: str = "grow-diag-final-and",
+    languages: tuple[str, str] = ("source", "target"),
+) -> list[set[tuple[int, int]]]:
+    """IBM Model 1 in both directions, Viterbi alignments, symmetrised.
+
+    Links are (source index, target index); the target->source model's links
+    are flipped before symmetrisation (Koehn, Och & Marcu 2003).
+    """
+    src_lang, tgt_lang = languages
+    forward_model = train_ibm1(source, target, iterations, direction=f"{src_lang}->{tgt_lang}")
+    forward = align_corpus(forward_model, source, target)
+    del forward_model  # the translation tables are large; free one before the other
+    backward_model = train_ibm1(target, source, iterations, direction=f"{tgt_lang}->{src_lang}")
+    backward = align_corpus(backward_model, target, source)
+    del backward_model
+    return [
+        symmetrize(there, {(i, j) for j, i in back}, heuristic)
+        for there, back in zip(forward, backward)
+    ]
+
+
+def format_links(alignment: set[tuple[int, int]]) -> str:
+    """Pharaoh format: ``0-0 1-2 2-1``, sorted."""
+    return " ".join(f"{i}-{j}" for i, j in sorted(alignment))
+
+
+def parse_links(line: str, where: str) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(sure, possible) links of a gold line: ``i-j`` is sure, ``i?j`` possible.
+
+    Sure links count as possible too, as in Och & Ney (2003).
+    """
+    sure, possible = set(), set()
+    for link in line.split():
+        separator = "-" if "-" in link else "?"
+        left, _, right = link.partition(separator)
+        if not (left.isdigit() and right.isdigit()):
+            raise MtcError(f"{where}: {link!r} is not a link; write i-j (sure) or i?j "
+                           "(possible) with 0-based source and target positions")
+        point = (int(left), int(right))
+        possible.add(point)
+        if separator == "-":
+            sure.add(point)
+    return sure, possible
+
+
+@dataclass(frozen=True)
+class AlignmentScores:
+    precision: float
+    recall: float
+    aer: float
+
+
+def alignment_error_rate(
+    predicted: Sequence[set[tuple[int, int]]],
+    sure: Sequence[set[tuple[int, int]]],
+    possible: Sequence[set[tuple[int, int]]],
+) -> AlignmentScores:
+    """Precision, recall and AER over a corpus (Och & Ney 2003, section 5).
+
+    precision = |A ∩ P| / |A|, recall = |A ∩ S| / |S|,
+    AER = 1 - (|A ∩ S| + |A ∩ P|) / (|A| + |S|), with S ⊆ P.
+    """
+    predicted_count = sum(len(links) for links in predicted)
+    sure_count = sum(len(links) for links in sure)
+    hit_sure = sum(len(a & s) for a, s in zip(predicted, sure))
+    hit_possible = sum(len(a & (p | s)) for a, s, p in zip(predicted, sure, possible))
+    if predicted_count + sure_count == 0:
+        raise MtcError("neither the alignment nor the gold standard has any link to score")
+    return AlignmentScores(
+        precision=hit_possible / predicted_count if predicted_count else 0.0,
+        recall=hit_sure / sure_count if sure_count else 0.0,
+        aer=1 - (hit_sure + hit_possible) / (predicted_count + sure_count),
+    )

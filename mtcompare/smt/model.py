@@ -46,11 +46,11 @@ from mtcompare.data.prepare import prepared_languages
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open, read_lines, write_lines, write_text
-from mtcompare.smt.align import align_corpus, train_ibm1
+from mtcompare.smt.align import align_both_ways, format_links
 from mtcompare.smt.decoder import Decoder, DecoderConfig, DecoderWeights
 from mtcompare.smt.lm import NGramLanguageModel, train_kneser_ney
 from mtcompare.smt.phrases import Phrase, PhraseTable, build_phrase_table
-from mtcompare.smt.symmetrize import HEURISTICS, symmetrize
+from mtcompare.smt.symmetrize import HEURISTICS
 from mtcompare.translator import MODEL_INFO, read_model_info, write_model_info
 
 logger = logging.getLogger(__name__)
@@ -316,21 +316,9 @@ def _symmetrized_alignments(
     if _reuse(path):
         return _read_alignments(path, len(source))
     started = time.monotonic()
-    src_lang, tgt_lang = languages
-    forward_model = train_ibm1(
-        source, target, config.ibm1_iterations, direction=f"{src_lang}->{tgt_lang}"
+    alignments = align_both_ways(
+        source, target, config.ibm1_iterations, config.symmetrization, languages
     )
-    forward = align_corpus(forward_model, source, target)
-    del forward_model
-    backward_model = train_ibm1(
-        target, source, config.ibm1_iterations, direction=f"{tgt_lang}->{src_lang}"
-    )
-    backward = align_corpus(backward_model, target, source)
-    del backward_model
-    alignments = [
-        symmetrize(there, {(i, j) for j, i in back}, config.symmetrization)
-        for there, back in zip(forward, backward)
-    ]
     links = sum(len(alignment) for alignment in alignments)
     elapsed = time.monotonic() - started
     logger.info(
@@ -342,13 +330,7 @@ def _symmetrized_alignments(
         elapsed,
         len(source) / max(elapsed, 1e-9),
     )
-    write_lines(
-        path,
-        (
-            " ".join(f"{i}-{j}" for i, j in sorted(alignment))
-            for alignment in alignments
-        ),
-    )
+    write_lines(path, (format_links(alignment) for alignment in alignments))
     return alignments
 
 
