@@ -58,19 +58,19 @@ def grow_diag(forward: Points, backward: Points) -> Alignment:
 
 def grow_diag_final(forward: Points, backward: Points) -> Alignment:
     """grow-diag, then union points whose source or target word is unaligned."""
-    forward, backward = set(forward), set(backward)
-    alignment = _GrowingAlignment(forward & backward).grow(forward | backward)
-    alignment.add_final(forward, both_unaligned=False)
-    alignment.add_final(backward, both_unaligned=False)
-    return alignment.points
+    return _grow_diag_then_final(forward, backward, both_unaligned=False)
 
 
 def grow_diag_final_and(forward: Points, backward: Points) -> Alignment:
     """grow-diag, then union points whose source and target words are both unaligned."""
+    return _grow_diag_then_final(forward, backward, both_unaligned=True)
+
+
+def _grow_diag_then_final(forward: Points, backward: Points, both_unaligned: bool) -> Alignment:
     forward, backward = set(forward), set(backward)
     alignment = _GrowingAlignment(forward & backward).grow(forward | backward)
-    alignment.add_final(forward, both_unaligned=True)
-    alignment.add_final(backward, both_unaligned=True)
+    alignment.add_final(forward, both_unaligned=both_unaligned)
+    alignment.add_final(backward, both_unaligned=both_unaligned)
     return alignment.points
 
 
