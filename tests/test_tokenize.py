@@ -78,6 +78,25 @@ def test_decode_inverts_encode_for_capitalised_sentences(english):
     assert english.decode(english.encode(line)) == line
 
 
+def test_words_in_capitals_take_their_usual_form_anywhere():
+    # "ACONTECIÓ" is written in capitals once, at a chapter opening, and in
+    # lower case twice inside sentences: its usual form is "aconteció", even
+    # in second position where ordinary truecasing would keep what is written.
+    spanish = Preprocessor.train(
+        "es",
+        [
+            "Y ACONTECIÓ en aquellos días.",
+            "Y así aconteció que el rey salió.",
+            "Después aconteció esto y aquello.",
+            "Alabad a JAH.",  # "JAH" is never written otherwise: it stays
+        ],
+    )
+    assert spanish.encode("Y ACONTECIÓ que") == ["y", "aconteció", "que"]
+    assert spanish.encode("Entonces EL REY") == ["Entonces", "el", "rey"]
+    assert spanish.encode("Alabad a JAH")[2] == "JAH"
+    assert spanish.encode("Y entonces I dijo")[2] == "I"  # one letter: not "capitals"
+
+
 def test_unknown_words_keep_their_case_at_sentence_start(english):
     assert english.encode("Zerubbabel went home.")[0] == "Zerubbabel"
 

@@ -9,7 +9,10 @@ for one language:
     curly apostrophes handled like ASCII ones so that "God’s" becomes
     ``God ’s`` as Moses makes ``God 's``), then truecasing (Koehn's
     ``truecase.perl`` idea: only a sentence-initial word is changed, to the
-    form it most often takes inside sentences) or lowercasing.
+    form it most often takes inside sentences; a word written in capitals
+    only, such as the second word of the Reina-Valera's chapter openings
+    "Y ACONTECIÓ", is changed wherever it stands, to its usual form when one
+    was seen) or lowercasing.
 ``decode``
     the inverse: recasing (capitalise sentence starts) and detokenisation.
 
@@ -139,10 +142,14 @@ class Preprocessor:
             return [token.lower() for token in tokens]
         if self.case == "none":
             return list(tokens)
-        cased = list(tokens)
+        forms = self.truecase_forms
+        cased = [
+            forms.get(token.lower(), token) if _is_all_capitals(token) else token
+            for token in tokens
+        ]
         for index in _sentence_starts(cased):
             word = cased[index]
-            cased[index] = self.truecase_forms.get(word.lower(), word)
+            cased[index] = forms.get(word.lower(), word)
         return cased
 
     # ---- inverse: tokens -> raw text -------------------------------------
@@ -284,14 +291,27 @@ def _starts_capitalized(corpus: Iterable[Sequence[str]]) -> bool:
     return upper >= lower
 
 
+def _is_all_capitals(token: str) -> bool:
+    """Two or more letters, every one of them upper case ("ACONTECIÓ", not "I")."""
+    return len(token) > 1 and token.isupper()
+
+
 def _learn_truecase_forms(corpus: Iterable[Sequence[str]]) -> dict[str, str]:
-    """The most frequent form of each word where it is not sentence-initial."""
+    """The most frequent form of each word where it is not sentence-initial.
+
+    Forms in capitals only count just for words never seen otherwise, so that
+    "ACONTECIÓ" in a chapter heading does not outvote "aconteció".
+    """
     counts: dict[str, Counter] = defaultdict(Counter)
+    capitals: dict[str, Counter] = defaultdict(Counter)
     for tokens in corpus:
         initial = set(_sentence_starts(tokens))
         for index, token in enumerate(tokens):
             if index not in initial and _is_word(token):
-                counts[token.lower()][token] += 1
+                seen = capitals if _is_all_capitals(token) else counts
+                seen[token.lower()][token] += 1
+    for word, forms in capitals.items():
+        counts.setdefault(word, forms)
     return {word: forms.most_common(1)[0][0] for word, forms in counts.items()}
 
 
