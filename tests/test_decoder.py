@@ -9,10 +9,14 @@ import pytest
 
 from mtcompare.errors import MtcError
 from mtcompare.smt.decoder import (
+    FEATURE_NAMES,
     UNKNOWN_WORD_PENALTY,
     Decoder,
     DecoderConfig,
     DecoderWeights,
+    format_nbest_line,
+    format_trace,
+    phrase_orientation,
 )
 from mtcompare.smt.lm import train_kneser_ney
 from mtcompare.smt.phrases import PhraseEntry, PhraseTable
@@ -56,8 +60,29 @@ def toy_lm():
     return train_kneser_ney([line.split() for line in english], order=3)
 
 
-def brute_force(tokens, table, lm, weights: DecoderWeights) -> float:
-    """Best model score over every segmentation and every order of phrases."""
+class ToyReordering:
+    """A reordering table: each pair's six probabilities derived from its words."""
+
+    def get(self, source, target):
+        seed = sum(map(ord, " ".join(source + target)))
+        backward = [1 + (seed * k) % 7 for k in (1, 2, 3)]
+        forward = [1 + (seed * k) % 5 for k in (4, 5, 6)]
+        return tuple(
+            [b / sum(backward) for b in backward] + [f / sum(forward) for f in forward]
+        )
+
+
+def orientation(previous, span):
+    """Monotone 0, swap 1, discontinuous 2, written out for the brute force."""
+    if span[0] == previous[1]:
+        return 0
+    if span[1] == previous[0]:
+        return 1
+    return 2
+
+
+def all_derivations(tokens, table, lm, weights: DecoderWeights, reordering=None):
+    """Model score of every segmentation and every order of phrases."""
     options = {}
     for start in range(len(tokens)):
         for end in range(start + 1, len(tokens) + 1):
@@ -78,29 +103,53 @@ def brute_force(tokens, table, lm, weights: DecoderWeights) -> float:
             + weights.phrase_penalty
         )
 
-    best = -math.inf
+    scores = []
 
-    def extend(covered, last_end, score, output):
-        nonlocal best
+    def extend(covered, previous, previous_probabilities, score, output):
         if len(covered) == len(tokens):
             total = score + weights.language_model * lm.sentence_logprob(output)
-            best = max(best, total)
+            if reordering is not None:
+                at_end = orientation(previous, (len(tokens), len(tokens) + 1))
+                total += weights.reordering[3 + at_end] * math.log(
+                    previous_probabilities[3 + at_end]
+                )
+            scores.append((total, tuple(output)))
             return
         for (start, end), entries in options.items():
             if covered & set(range(start, end)):
                 continue
-            distortion = -weights.distortion * abs(start - last_end)
+            distortion = -weights.distortion * abs(start - previous[1])
             for found in entries or [None]:
                 words = list(found.target) if found else [tokens[start]]
+                reordering_score = 0.0
+                probabilities = None
+                if reordering is not None:
+                    probabilities = (
+                        reordering.get(tuple(tokens[start:end]), tuple(words))
+                        if found
+                        else (1 / 3,) * 6
+                    )
+                    o = orientation(previous, (start, end))
+                    reordering_score = weights.reordering[o] * math.log(probabilities[o])
+                    if previous_probabilities is not None:
+                        reordering_score += weights.reordering[3 + o] * math.log(
+                            previous_probabilities[3 + o]
+                        )
                 extend(
                     covered | set(range(start, end)),
-                    end,
-                    score + distortion + phrase_score(found, words),
+                    (start, end),
+                    probabilities,
+                    score + distortion + phrase_score(found, words) + reordering_score,
                     output + words,
                 )
 
-    extend(set(), 0, 0.0, [])
-    return best
+    extend(set(), (0, 0), None, 0.0, [])
+    return sorted(scores, reverse=True)
+
+
+def brute_force(tokens, table, lm, weights: DecoderWeights, reordering=None) -> float:
+    """Best model score over every segmentation and every order of phrases."""
+    return all_derivations(tokens, table, lm, weights, reordering)[0][0]
 
 
 SENTENCES = [
@@ -176,3 +225,98 @@ def test_decode_corpus_keeps_input_order():
 def test_invalid_settings_are_listed():
     with pytest.raises(MtcError, match="stack_size.*beam_threshold"):
         DecoderConfig(stack_size=0, beam_threshold=0)
+
+
+def exhaustive(**settings) -> DecoderConfig:
+    return DecoderConfig(stack_size=10_000, beam_threshold=1e9, **settings)
+
+
+@pytest.mark.parametrize("tokens", SENTENCES)
+def test_lexicalised_reordering_finds_the_brute_force_best(tokens):
+    table, lm, reordering = toy_table(), toy_lm(), ToyReordering()
+    config = exhaustive()
+    translation = Decoder(table, lm, config, reordering).search(tokens)
+    assert translation.score == pytest.approx(
+        brute_force(tokens, table, lm, config.weights, reordering)
+    )
+
+
+@pytest.mark.parametrize("with_reordering", [False, True])
+@pytest.mark.parametrize("tokens", SENTENCES)
+def test_nbest_is_the_brute_force_ranking_of_derivations(tokens, with_reordering):
+    # Without pruning, recombination arcs keep every derivation in the search
+    # graph, so the k best paths are the k best of all derivations.
+    table, lm = toy_table(), toy_lm()
+    reordering = ToyReordering() if with_reordering else None
+    config = exhaustive()
+    expected = all_derivations(tokens, table, lm, config.weights, reordering)
+    size = min(12, len(expected))
+    found = Decoder(table, lm, config, reordering).nbest(tokens, size, distinct=False)
+    assert [t.score for t in found] == pytest.approx([s for s, _ in expected[:size]])
+    # distinct word sequences, best first
+    distinct = Decoder(table, lm, config, reordering).nbest(tokens, 5)
+    best_of_each = {}
+    for score, words in expected:
+        best_of_each.setdefault(words, score)
+    ranked = sorted(best_of_each.values(), reverse=True)[:5]
+    assert [t.score for t in distinct] == pytest.approx(ranked)
+    assert len({tuple(t.words) for t in distinct}) == len(distinct)
+
+
+@pytest.mark.parametrize("with_reordering", [False, True])
+def test_features_times_weights_give_the_score(with_reordering):
+    table, lm = toy_table(), toy_lm()
+    reordering = ToyReordering() if with_reordering else None
+    weights = DecoderWeights(
+        language_model=0.7, phrase=(0.1, 0.3, 0.2, 0.4), distortion=0.5,
+        word_penalty=-0.4, phrase_penalty=0.3, reordering=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6),
+    )
+    decoder = Decoder(table, lm, exhaustive(weights=weights), reordering)
+    for tokens in SENTENCES + [["rojo", "zapato", "coche", "el"]]:
+        for translation in decoder.nbest(tokens, 6):
+            assert len(translation.features) == len(FEATURE_NAMES)
+            total = sum(w * h for w, h in zip(weights.vector(), translation.features))
+            assert total == pytest.approx(translation.score)
+            assert translation.features[2] == -len(translation.words)
+            assert translation.features[3] == len(translation.phrases)
+
+
+def test_weights_vector_round_trip_and_set_weights():
+    weights = DecoderWeights(reordering=(1, 2, 3, 4, 5, 6), phrase=(7, 8, 9, 10))
+    assert DecoderWeights.from_vector(weights.vector()) == DecoderWeights(
+        **{**weights.__dict__, "reordering": (1.0, 2.0, 3.0, 4.0, 5.0, 6.0),
+           "phrase": (7.0, 8.0, 9.0, 10.0)}
+    )
+    decoder = Decoder(toy_table(), toy_lm())
+    before = decoder.search(["el", "coche", "rojo"]).score
+    decoder.set_weights(DecoderWeights(language_model=2.0))
+    assert decoder.search(["el", "coche", "rojo"]).score != pytest.approx(before)
+
+
+def test_phrase_orientation_by_hand():
+    assert phrase_orientation(0, 0, 0, 2) == 0  # sentence start, first words
+    assert phrase_orientation(0, 2, 2, 3) == 0  # right after the previous
+    assert phrase_orientation(2, 3, 0, 2) == 1  # just before the previous
+    assert phrase_orientation(0, 0, 1, 2) == 2  # skips word 0
+    assert phrase_orientation(3, 4, 0, 2) == 2  # before, with a gap
+
+
+def test_trace_and_nbest_line_formats():
+    decoder = Decoder(toy_table(), toy_lm())
+    translation = decoder.nbest(["el", "coche", "rojo"], 1)[0]
+    trace = format_trace(translation)
+    assert trace == "the |0-0| red car |1-2|"  # spans of source words, inclusive
+    line = format_nbest_line(3, "the red car", translation, decoder.config.weights)
+    fields = line.split(" ||| ")
+    assert fields[0] == "3" and fields[1] == "the red car"
+    assert fields[2].startswith("LM0= ") and "TranslationModel0= " in fields[2]
+    assert float(fields[3]) == pytest.approx(translation.score, abs=1e-4)
+
+
+def test_nbest_corpus_in_workers_matches_one_process():
+    decoder = Decoder(toy_table(), toy_lm(), reordering_table=ToyReordering())
+    sentences = [SENTENCES[i % len(SENTENCES)] for i in range(7)]
+    one = decoder.nbest_corpus(sentences, 3, processes=1)
+    two = decoder.nbest_corpus(sentences, 3, processes=2)
+    assert [[t.words for t in n] for n in one] == [[t.words for t in n] for n in two]
+    assert all(1 <= len(n) <= 3 for n in one)

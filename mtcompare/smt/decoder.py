@@ -9,6 +9,13 @@ each translated by a phrase-table entry, in some order. The features h_i:
 * the language model's natural-log probability of the target words,
   including the final ``</s>``;
 * distance-based distortion, -|start of this phrase - end of the previous|;
+* the lexicalised msd-bidirectional-fe reordering model (Koehn et al. 2005;
+  Koehn 2010, sec. 5.4.2): six features, the natural log of
+  p(orientation | phrase pair) for the orientation of each phrase with
+  respect to the previous one (backward) and of the next one with respect to
+  it (forward), each orientation (monotone, swap, discontinuous) its own
+  feature; the sentence start acts as a phrase ending before word 0 and the
+  sentence end as a phrase starting after the last word;
 * a word penalty of -1 per target word and a phrase penalty of +1 per
   phrase (with Moses' default weights -1 and 0.2 both reward length);
 * an unknown-word penalty of -100 for each source word copied through
@@ -44,12 +51,27 @@ in Koehn, *Statistical Machine Translation* (2010), chapter 6:
    ``beam_threshold`` below its best (threshold pruning, sec. 6.3.4).
    Both are also applied while a stack fills, so a hypothesis that could not
    survive is never stored.
-6. The best complete hypothesis, after adding the LM score of ``</s>``, is
-   followed back to the start.
+6. The best complete hypothesis, after adding the LM score of ``</s>`` and
+   the last phrase's forward reordering score, is followed back to the start.
+
+*N-best lists* (Koehn 2010, sec. 9.1.2, as in Moses). When n-best output is
+asked for, a hypothesis that loses a recombination is kept as an *arc* of the
+winner: another way into the same search state, with a lower score. A path
+through the search graph picks one way into each state it passes. The best
+path takes the winner everywhere; every other path is reached from a better
+one by one *detour*: at one state on it, take an arc instead, and from there
+follow the arc's own best path back to the start. Its score is the better
+path's minus (winner score - arc score). Paths are popped best first from a
+priority queue; a path may only make detours further back than its own last
+detour, so each path is generated once. With ``distinct`` only the best path
+of each word sequence is kept. Each entry's feature vector is recomputed
+from its phrases, so the n-best list states what MERT needs:
+``sum(weights * features) == score``.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import multiprocessing
@@ -64,13 +86,48 @@ from mtcompare.smt.lm import EOS, LMState, NGramLanguageModel
 
 if TYPE_CHECKING:
     from mtcompare.smt.phrases import PhraseTable
+    from mtcompare.smt.reordering import ReorderingTable
 
 logger = logging.getLogger(__name__)
 
 # Moses' UnknownWordPenalty: the feature value of a copied unknown word.
 UNKNOWN_WORD_PENALTY = -100.0
-# Phrase-table probabilities are floored before taking logs.
+# Phrase-table and reordering probabilities are floored before taking logs.
 PROBABILITY_FLOOR = 1e-20
+# Orientations of a phrase with respect to the phrase before it.
+MONOTONE, SWAP, DISCONTINUOUS = 0, 1, 2
+# The reordering model of a phrase pair the reordering table lacks (and of a
+# copied unknown word): every orientation equally likely.
+UNIFORM_ORIENTATION = (1 / 3,) * 6
+
+# The order of the feature vector of an n-best entry, and of the weights.
+FEATURE_NAMES = (
+    "LM",
+    "Distortion",
+    "WordPenalty",
+    "PhrasePenalty",
+    "TM_phi(s|t)",
+    "TM_lex(s|t)",
+    "TM_phi(t|s)",
+    "TM_lex(t|s)",
+    "LR_backward_monotone",
+    "LR_backward_swap",
+    "LR_backward_discontinuous",
+    "LR_forward_monotone",
+    "LR_forward_swap",
+    "LR_forward_discontinuous",
+    "UnknownWord",
+)
+# Moses' names for the groups of features in its n-best lists.
+_MOSES_GROUPS = (
+    ("LM0", 0, 1),
+    ("Distortion0", 1, 2),
+    ("WordPenalty0", 2, 3),
+    ("PhrasePenalty0", 3, 4),
+    ("TranslationModel0", 4, 8),
+    ("LexicalReordering0", 8, 14),
+    ("UnknownWordPenalty0", 14, 15),
+)
 
 
 class Option(NamedTuple):
@@ -84,12 +141,17 @@ class Option(NamedTuple):
     lm_head: tuple[str, ...]  # the first n-1 words, whose LM score needs context
     lm_tail_score: float  # LM log prob of the later words, given the head
     lm_tail_state: LMState | None  # LM state after the phrase; None if it needs context
+    backward: tuple[float, float, float]  # weighted log p(orientation) w.r.t. the previous
+    forward: tuple[float, float, float]  # weighted log p(orientation of the next phrase)
+    phrase_logs: tuple[float, ...]  # the 4 phrase-table features; () for a copied word
+    reordering_logs: tuple[float, ...]  # the 6 reordering features' log probabilities
 
 
-# A hypothesis: (score + future cost, score, coverage, last end, LM state,
-# previous hypothesis, target words of its last phrase).
+# A hypothesis: (score + future cost, score, coverage, start and end of its
+# last phrase, LM state, previous hypothesis, option of its last phrase).
 Hypothesis = tuple
 NO_HYPOTHESIS: Hypothesis = ()
+NO_REORDERING = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -102,6 +164,37 @@ class DecoderWeights:
     word_penalty: float = -1.0
     phrase_penalty: float = 0.2
     unknown_word: float = 1.0
+    reordering: tuple[float, ...] = (0.3,) * 6
+
+    def vector(self) -> list[float]:
+        """The weights in the order of ``FEATURE_NAMES``."""
+        return [
+            self.language_model,
+            self.distortion,
+            self.word_penalty,
+            self.phrase_penalty,
+            *self.phrase,
+            *self.reordering,
+            self.unknown_word,
+        ]
+
+    @classmethod
+    def from_vector(cls, values: Sequence[float]) -> "DecoderWeights":
+        """The inverse of :meth:`vector`."""
+        if len(values) != len(FEATURE_NAMES):
+            raise ValueError(
+                f"{len(FEATURE_NAMES)} weights needed, got {len(values)}"
+            )
+        values = [float(value) for value in values]
+        return cls(
+            language_model=values[0],
+            distortion=values[1],
+            word_penalty=values[2],
+            phrase_penalty=values[3],
+            phrase=tuple(values[4:8]),
+            reordering=tuple(values[8:14]),
+            unknown_word=values[14],
+        )
 
 
 @dataclass
@@ -117,7 +210,9 @@ class DecoderConfig:
     def __post_init__(self) -> None:
         if isinstance(self.weights, dict):
             weights = dict(self.weights)
-            weights["phrase"] = tuple(weights.get("phrase", (0.2,) * 4))
+            for name in ("phrase", "reordering"):
+                if name in weights:
+                    weights[name] = tuple(weights[name])
             self.weights = DecoderWeights(**weights)
         problems = [
             f"{name} must be at least {low}, got {value}"
@@ -132,39 +227,85 @@ class DecoderConfig:
             problems.append(
                 f"beam_threshold must be positive, got {self.beam_threshold}"
             )
-        if len(self.weights.phrase) != 4:
-            problems.append(
-                f"weights.phrase needs 4 weights, got {len(self.weights.phrase)}"
-            )
+        for name, size in (("phrase", 4), ("reordering", 6)):
+            given = len(getattr(self.weights, name))
+            if given != size:
+                problems.append(f"weights.{name} needs {size} weights, got {given}")
         if problems:
             raise MtcError("decoder settings: " + "; ".join(problems))
 
 
 @dataclass
 class Translation:
-    """A decoded sentence: target words, model score, and the phrases used
-    as (source start, source end, target words), in target order."""
+    """A decoded sentence: target words, model score, the phrases used as
+    (source start, source end, target words) in target order, and, for
+    n-best entries, the feature vector in the order of ``FEATURE_NAMES``."""
 
     words: list[str]
     score: float
     phrases: list[tuple[int, int, tuple[str, ...]]]
+    features: tuple[float, ...] = ()
+
+
+def phrase_orientation(
+    previous_start: int, previous_end: int, start: int, end: int
+) -> int:
+    """Orientation of the source span [start, end) after [previous_start, previous_end).
+
+    Monotone if it starts where the previous phrase ended, swap if it ends
+    where the previous one started, discontinuous otherwise (Koehn 2010,
+    sec. 5.4.2). The sentence start is the previous phrase (0, 0).
+    """
+    if start == previous_end:
+        return MONOTONE
+    if end == previous_start:
+        return SWAP
+    return DISCONTINUOUS
+
+
+def format_trace(translation: Translation) -> str:
+    """The phrase segmentation as Moses' ``-t`` shows it: ``the red car |0-1| ...``,
+    each target phrase followed by its source span (first and last word)."""
+    return " ".join(
+        f"{' '.join(target)} |{start}-{end - 1}|".lstrip()
+        for start, end, target in translation.phrases
+    )
+
+
+def format_nbest_line(sentence_id: int, text: str, translation: Translation,
+                      weights: DecoderWeights) -> str:
+    """One line of a Moses n-best list: ``id ||| text ||| features ||| total``."""
+    groups = " ".join(
+        f"{name}= " + " ".join(f"{value:.6g}" for value in translation.features[low:high])
+        for name, low, high in _MOSES_GROUPS
+    )
+    total = sum(w * h for w, h in zip(weights.vector(), translation.features))
+    return f"{sentence_id} ||| {text} ||| {groups} ||| {total:.6g}"
 
 
 class Decoder:
-    """A phrase-based stack decoder over a phrase table and a language model."""
+    """A phrase-based stack decoder over a phrase table, a language model and,
+    optionally, a lexicalised reordering table."""
 
     def __init__(
         self,
         phrase_table: PhraseTable,
         language_model: NGramLanguageModel,
         config: DecoderConfig | None = None,
+        reordering_table: ReorderingTable | None = None,
     ) -> None:
         self.phrase_table = phrase_table
         self.language_model = language_model
         self.config = config or DecoderConfig()
+        self.reordering_table = reordering_table
         self._options_by_source: dict[tuple[str, ...], list[Option]] = {}
 
     # -- public API -------------------------------------------------------------
+
+    def set_weights(self, weights: DecoderWeights) -> None:
+        """Use other feature weights (as tuning does); cached options are dropped."""
+        self.config.weights = weights
+        self._options_by_source.clear()
 
     def decode(self, tokens: Sequence[str]) -> list[str]:
         """The best translation of one tokenised sentence."""
@@ -172,35 +313,65 @@ class Decoder:
 
     def search(self, tokens: Sequence[str]) -> Translation:
         """The best translation with its score and phrase segmentation."""
+        return self.nbest(tokens, 1)[0]
+
+    def nbest(
+        self, tokens: Sequence[str], size: int, distinct: bool = True
+    ) -> list[Translation]:
+        """The ``size`` best translations, best first, with feature vectors.
+
+        ``size`` 1 runs the plain search and gives the 1-best, also with its
+        features. With ``distinct`` each word sequence appears once.
+        """
         tokens = tuple(tokens)
         if not tokens:
-            return Translation([], 0.0, [])
+            return [Translation([], 0.0, [], (0.0,) * len(FEATURE_NAMES))]
         options = self._span_options(tokens)
         future_cost = _future_cost_table(len(tokens), options, self.config.weights)
-        search = _Search(self, tokens, options, future_cost)
-        return search.run()
+        search = _Search(self, tokens, options, future_cost, keep_arcs=size > 1)
+        search.run()
+        return [
+            Translation(
+                [word for _, _, option in path for word in option.target],
+                score,
+                [(start, end, option.target) for start, end, option in path],
+                self._path_features(tokens, path),
+            )
+            for score, path in search.best_paths(size, distinct)
+        ]
 
     def decode_corpus(
         self, sentences: Sequence[Sequence[str]], processes: int = 2
     ) -> list[list[str]]:
         """Decode many sentences, in ``processes`` forked workers, in input order."""
+        results = self.nbest_corpus(sentences, 1, processes)
+        return [translations[0].words for translations in results]
+
+    def nbest_corpus(
+        self,
+        sentences: Sequence[Sequence[str]],
+        size: int,
+        processes: int = 2,
+        distinct: bool = True,
+    ) -> list[list[Translation]]:
+        """``nbest`` for many sentences, in worker processes, in input order."""
         start = time.monotonic()
+        task = (self, size, distinct)
         if processes <= 1 or len(sentences) < 2:
             results = [
-                self.decode(tokens)
-                for tokens in progress(
-                    sentences, len(sentences), "decoding", "sentences"
-                )
+                _decode_task(task, tokens)
+                for tokens in progress(sentences, len(sentences), "decoding", "sentences")
             ]
         else:
-            results = self._decode_in_workers(sentences, processes)
+            results = self._decode_in_workers(sentences, processes, size, distinct)
         elapsed = max(time.monotonic() - start, 1e-9)
         words = sum(len(tokens) for tokens in sentences)
         logger.info(
-            "decoded %s sentences (%s source words) in %.1f s with %d process(es): "
-            "%.2f sentences/s, %.0f words/s",
+            "decoded %s sentences (%s source words, %s-best) in %.1f s with %d "
+            "process(es): %.2f sentences/s, %.0f words/s",
             f"{len(sentences):,}",
             f"{words:,}",
+            size,
             elapsed,
             max(processes, 1),
             len(sentences) / elapsed,
@@ -232,16 +403,23 @@ class Decoder:
         weights = self.config.weights
         scored = []
         for entry in self.phrase_table.get(source):
-            features = sum(
-                weight * math.log(max(probability, PROBABILITY_FLOOR))
-                for weight, probability in zip(weights.phrase, entry.scores)
+            phrase_logs = tuple(
+                math.log(max(probability, PROBABILITY_FLOOR))
+                for probability in entry.scores
             )
             static = (
-                features
+                sum(weight * value for weight, value in zip(weights.phrase, phrase_logs))
                 - weights.word_penalty * len(entry.target)
                 + weights.phrase_penalty
             )
-            scored.append(self._make_option(entry.target, static))
+            reordering = None
+            if self.reordering_table is not None:
+                reordering = self.reordering_table.get(source, entry.target)
+            scored.append(
+                self._make_option(
+                    entry.target, static, phrase_logs, reordering or UNIFORM_ORIENTATION
+                )
+            )
         lm_weight = weights.language_model
         scored.sort(
             key=lambda option: option.static_score + lm_weight * option.lm_estimate,
@@ -258,24 +436,99 @@ class Decoder:
             - weights.word_penalty
             + weights.phrase_penalty
         )
-        return self._make_option((word,), static)
+        return self._make_option((word,), static, (), UNIFORM_ORIENTATION)
 
-    def _make_option(self, target: tuple[str, ...], static_score: float) -> Option:
+    def _make_option(
+        self,
+        target: tuple[str, ...],
+        static_score: float,
+        phrase_logs: tuple[float, ...],
+        reordering: Sequence[float],
+    ) -> Option:
         """Split the LM score: words from position n-1 on see only phrase words."""
+        reordering_logs = tuple(
+            math.log(max(probability, PROBABILITY_FLOOR)) for probability in reordering
+        )
+        if self.reordering_table is None:
+            backward = forward = NO_REORDERING
+        else:
+            weighted = [
+                weight * value
+                for weight, value in zip(self.config.weights.reordering, reordering_logs)
+            ]
+            backward, forward = tuple(weighted[:3]), tuple(weighted[3:])
         language_model = self.language_model
         lm_estimate = language_model.score_words((), target)[0]
         head_length = language_model.order - 1
         head = target[:head_length]
-        if len(target) <= head_length:
-            return Option(target, static_score, lm_estimate, head, 0.0, None)
-        tail_score, tail_state = language_model.score_words(head, target[head_length:])
-        return Option(target, static_score, lm_estimate, head, tail_score, tail_state)
+        tail_score, tail_state = 0.0, None
+        if len(target) > head_length:
+            tail_score, tail_state = language_model.score_words(
+                head, target[head_length:]
+            )
+        return Option(
+            target, static_score, lm_estimate, head, tail_score, tail_state,
+            backward, forward, phrase_logs, reordering_logs,
+        )
+
+    # -- features of a path ------------------------------------------------------
+
+    def _path_features(
+        self, tokens: tuple[str, ...], path: list[tuple[int, int, Option]]
+    ) -> tuple[float, ...]:
+        """The feature vector of a derivation, in the order of ``FEATURE_NAMES``,
+        computed from its phrases alone (independently of the search's sums)."""
+        features = [0.0] * len(FEATURE_NAMES)
+        words = [word for _, _, option in path for word in option.target]
+        features[0] = self.language_model.sentence_logprob(words)
+        features[2] = -len(words)
+        features[3] = len(path)
+        previous_start = previous_end = 0
+        previous_option: Option | None = None
+        for start, end, option in path:
+            features[1] -= abs(start - previous_end)
+            if option.phrase_logs:
+                for index, value in enumerate(option.phrase_logs):
+                    features[4 + index] += value
+            else:
+                features[14] += UNKNOWN_WORD_PENALTY
+            self._add_reordering(
+                features, previous_option, option,
+                phrase_orientation(previous_start, previous_end, start, end),
+            )
+            previous_start, previous_end, previous_option = start, end, option
+        if path:
+            at_end = phrase_orientation(
+                previous_start, previous_end, len(tokens), len(tokens) + 1
+            )
+            self._add_reordering(features, previous_option, None, at_end)
+        return tuple(features)
+
+    def _add_reordering(
+        self,
+        features: list[float],
+        previous: Option | None,
+        option: Option | None,
+        orientation: int,
+    ) -> None:
+        if self.reordering_table is None:
+            return
+        if option is not None:
+            features[8 + orientation] += option.reordering_logs[orientation]
+        if previous is not None:
+            features[11 + orientation] += previous.reordering_logs[3 + orientation]
+
+    # -- worker processes ---------------------------------------------------------
 
     def _decode_in_workers(
-        self, sentences: Sequence[Sequence[str]], processes: int
-    ) -> list[list[str]]:
-        global _worker_decoder
-        _worker_decoder = self
+        self,
+        sentences: Sequence[Sequence[str]],
+        processes: int,
+        size: int,
+        distinct: bool,
+    ) -> list[list[Translation]]:
+        global _worker_task
+        _worker_task = (self, size, distinct)
         try:
             context = multiprocessing.get_context("fork")
             # Workers ignore Ctrl-C: the parent gets it, and leaving the
@@ -285,19 +538,24 @@ class Decoder:
                 decoded = pool.imap(_decode_in_worker, sentences, chunksize=2)
                 return list(progress(decoded, len(sentences), "decoding", "sentences"))
         finally:
-            _worker_decoder = None
+            _worker_task = None
 
 
-_worker_decoder: Decoder | None = None
+_worker_task: tuple[Decoder, int, bool] | None = None
 
 
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _decode_in_worker(tokens: Sequence[str]) -> list[str]:
-    assert _worker_decoder is not None, "worker started without a decoder"
-    return _worker_decoder.decode(tokens)
+def _decode_task(task: tuple[Decoder, int, bool], tokens: Sequence[str]) -> list[Translation]:
+    decoder, size, distinct = task
+    return decoder.nbest(tokens, size, distinct)
+
+
+def _decode_in_worker(tokens: Sequence[str]) -> list[Translation]:
+    assert _worker_task is not None, "worker started without a decoder"
+    return _decode_task(_worker_task, tokens)
 
 
 def _future_cost_table(
@@ -323,6 +581,10 @@ def _future_cost_table(
     return future_cost
 
 
+# The option before the first phrase: no words, no forward reordering score.
+START_OPTION = Option((), 0.0, 0.0, (), 0.0, None, NO_REORDERING, NO_REORDERING, (), ())
+
+
 class _Search:
     """The stacks of one sentence; ``run`` expands them in order."""
 
@@ -332,10 +594,12 @@ class _Search:
         tokens: tuple[str, ...],
         options: dict[tuple[int, int], list[Option]],
         future_cost: list[list[float]],
+        keep_arcs: bool = False,
     ) -> None:
         self.decoder = decoder
         self.config = decoder.config
         self.language_model = decoder.language_model
+        self.use_reordering = decoder.reordering_table is not None
         self.length = len(tokens)
         self.span_cost = future_cost
         # spans_from[start]: (end, bitmask, options), shortest span first
@@ -355,15 +619,18 @@ class _Search:
             tuple[LMState, tuple[str, ...]], tuple[float, LMState]
         ] = {}
         self.word_cache: dict[tuple[LMState, str], tuple[float, LMState]] = {}
+        # for n-best lists: id(winner) -> (winner, hypotheses it recombined)
+        self.arcs: dict[int, tuple[Hypothesis, list[Hypothesis]]] | None = (
+            {} if keep_arcs else None
+        )
 
-    def run(self) -> Translation:
+    def run(self) -> None:
         state = self.language_model.initial_state()
-        initial = (self.future_of(0), 0.0, 0, 0, state, NO_HYPOTHESIS, ())
+        initial = (self.future_of(0), 0.0, 0, 0, 0, state, NO_HYPOTHESIS, START_OPTION)
         self.stacks[0][(0, 0, state)] = initial
         for covered in range(self.length):
             for hypothesis in self.pruned(covered):
                 self.expand(hypothesis, covered)
-        return self.best_translation()
 
     def future_of(self, coverage: int) -> float:
         """Sum of the future cost of every maximal uncovered run of words."""
@@ -399,10 +666,13 @@ class _Search:
 
     def expand(self, hypothesis: Hypothesis, covered: int) -> None:
         """Add every allowed extension of ``hypothesis`` to its stack."""
-        _, score, coverage, last_end, lm_state, _, _ = hypothesis
+        _, score, coverage, last_start, last_end, lm_state, _, last_option = hypothesis
         limit = self.config.distortion_limit
         distortion_weight = self.config.weights.distortion
         lm_weight = self.config.weights.language_model
+        use_reordering = self.use_reordering
+        arcs = self.arcs
+        previous_forward = last_option.forward
         first_gap = (~coverage & (coverage + 1)).bit_length() - 1
         lowest = max(first_gap, last_end - limit)
         highest = min(self.length, last_end + limit + 1)
@@ -419,12 +689,22 @@ class _Search:
                     break
                 if start != first_gap and end - first_gap > limit:
                     break
+                # phrase_orientation, written out: this loop is the decoder's hot spot
+                if start == last_end:
+                    orientation = MONOTONE
+                elif end == last_start:
+                    orientation = SWAP
+                else:
+                    orientation = DISCONTINUOUS
+                span_base = base + previous_forward[orientation]
                 new_coverage = coverage | mask
                 future = self.future_of(new_coverage)
                 stack_index = covered + end - start
                 stack = self.stacks[stack_index]
                 floor = self.floors[stack_index]
-                for target, static, _, head, tail_score, tail_state in span_options:
+                for option in span_options:
+                    (_, static, _, head, tail_score, tail_state, backward, forward,
+                     _, _) = option
                     lm_key = (lm_state, head)
                     head_result = head_cache.get(lm_key)
                     if head_result is None:
@@ -433,25 +713,51 @@ class _Search:
                     head_score, new_state = head_result
                     if tail_state is not None:
                         new_state = tail_state
-                    new_score = base + static + lm_weight * (head_score + tail_score)
+                    new_score = (
+                        span_base
+                        + static
+                        + backward[orientation]
+                        + lm_weight * (head_score + tail_score)
+                    )
                     estimate = new_score + future
                     if estimate < floor:
                         continue
-                    key = (new_coverage, end, new_state)
+                    if use_reordering:
+                        key = (new_coverage, end, new_state, start, forward)
+                    else:
+                        key = (new_coverage, end, new_state)
                     existing = stack.get(key)
                     if existing is not None and existing[1] >= new_score:
+                        if arcs is not None:
+                            self.add_arc(existing, (
+                                estimate, new_score, new_coverage, start, end,
+                                new_state, hypothesis, option,
+                            ))
                         continue
-                    stack[key] = (
-                        estimate,
-                        new_score,
-                        new_coverage,
-                        end,
-                        new_state,
-                        hypothesis,
-                        target,
+                    new = (
+                        estimate, new_score, new_coverage, start, end,
+                        new_state, hypothesis, option,
                     )
+                    stack[key] = new
+                    if existing is not None and arcs is not None:
+                        self.replace_winner(existing, new)
                 if len(stack) > 2 * self.config.stack_size:
                     self.shrink(stack_index)
+
+    def add_arc(self, winner: Hypothesis, loser: Hypothesis) -> None:
+        """Keep a recombined hypothesis as another way into ``winner``'s state."""
+        assert self.arcs is not None
+        entry = self.arcs.get(id(winner))
+        if entry is None:
+            self.arcs[id(winner)] = (winner, [loser])
+        else:
+            entry[1].append(loser)
+
+    def replace_winner(self, old: Hypothesis, new: Hypothesis) -> None:
+        """``new`` beat ``old`` in recombination: old and its arcs become new's."""
+        assert self.arcs is not None
+        _, losers = self.arcs.pop(id(old), (old, []))
+        self.arcs[id(new)] = (new, [old, *losers])
 
     def score_head(
         self, state: LMState, head: tuple[str, ...]
@@ -481,30 +787,75 @@ class _Search:
             ranked[-1][1][0], ranked[0][1][0] - self.config.beam_threshold
         )
 
-    def best_translation(self) -> Translation:
-        """Add ``</s>`` to each complete hypothesis; follow the best one back."""
-        lm_weight = self.config.weights.language_model
-        best: Hypothesis = NO_HYPOTHESIS
-        best_score = -math.inf
-        for hypothesis in self.stacks[self.length].values():
-            final = (
-                hypothesis[1]
-                + lm_weight * self.language_model.score(hypothesis[4], EOS)[0]
-            )
-            if final > best_score:
-                best, best_score = hypothesis, final
-        if best is NO_HYPOTHESIS:
+    # -- complete translations ----------------------------------------------------
+
+    def final_bonus(self, hypothesis: Hypothesis) -> float:
+        """Weighted LM score of ``</s>`` and the last phrase's forward reordering."""
+        weights = self.config.weights
+        at_end = phrase_orientation(
+            hypothesis[3], hypothesis[4], self.length, self.length + 1
+        )
+        return (
+            weights.language_model
+            * self.language_model.score(hypothesis[5], EOS)[0]
+            + hypothesis[7].forward[at_end]
+        )
+
+    def best_paths(
+        self, size: int, distinct: bool
+    ) -> list[tuple[float, list[tuple[int, int, Option]]]]:
+        """Up to ``size`` (score, phrases) paths, best first (see the module notes)."""
+        finals = [
+            (hypothesis[1] + self.final_bonus(hypothesis), hypothesis)
+            for hypothesis in self.stacks[self.length].values()
+        ]
+        if not finals:
             raise RuntimeError("stack decoding ended without a complete hypothesis")
-        phrases = []
-        while best[5] is not NO_HYPOTHESIS:
-            previous = best[5]
-            span = best[2] & ~previous[2]
-            start = (span & -span).bit_length() - 1
-            phrases.append((start, best[3], best[6]))
-            best = previous
-        phrases.reverse()
-        words = [word for _, _, target in phrases for word in target]
-        return Translation(words, best_score, phrases)
+        if size == 1 or self.arcs is None:
+            total, best = max(finals, key=lambda pair: pair[0])
+            return [(total, _phrases_of(_chain_from([best])))]
+
+        # heap of (-score, tie-break, hypotheses chosen from the end, first free)
+        queue = [(-total, order, [final], 0) for order, (total, final) in enumerate(finals)]
+        heapq.heapify(queue)
+        order = len(queue)
+        results: list[tuple[float, list[tuple[int, int, Option]]]] = []
+        seen: set[tuple[str, ...]] = set()
+        pops_left = 20 * size  # duplicates of one word sequence are skipped
+        while queue and len(results) < size and pops_left > 0:
+            pops_left -= 1
+            negative_total, _, chosen, free_from = heapq.heappop(queue)
+            chain = _chain_from(chosen)
+            phrases = _phrases_of(chain)
+            words = tuple(word for _, _, option in phrases for word in option.target)
+            if not (distinct and words in seen):
+                seen.add(words)
+                results.append((-negative_total, phrases))
+            for index in range(free_from, len(chain)):
+                winner = chain[index]
+                for loser in self.arcs.get(id(winner), (winner, ()))[1]:
+                    total = -negative_total - winner[1] + loser[1]
+                    heapq.heappush(
+                        queue, (-total, order, chain[:index] + [loser], index + 1)
+                    )
+                    order += 1
+        return results
+
+
+def _chain_from(chosen: list[Hypothesis]) -> list[Hypothesis]:
+    """The hypotheses of a path from its end back to (not including) the start:
+    those chosen, then the back pointers of the last one chosen."""
+    chain = list(chosen)
+    previous = chain[-1][6]
+    while previous[6] is not NO_HYPOTHESIS:
+        chain.append(previous)
+        previous = previous[6]
+    return chain
+
+
+def _phrases_of(chain: list[Hypothesis]) -> list[tuple[int, int, Option]]:
+    """(source start, source end, option) of each phrase, in target order."""
+    return [(hypothesis[3], hypothesis[4], hypothesis[7]) for hypothesis in reversed(chain)]
 
 
 def _by_estimate(hypothesis: Hypothesis) -> float:
