@@ -1,5 +1,7 @@
-"""The attentional encoder-decoder: attention properties and learning a toy corpus."""
+"""The attentional encoder-decoder: attention, encoder direction, layer connections,
+word dropout, tied embeddings, old checkpoints and learning a toy corpus."""
 
+import math
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -9,47 +11,278 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from mtcompare.data.subword import EOS_ID
+from mtcompare.data.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from mtcompare.errors import MtcError
 from mtcompare.nmt.batching import collate, pad
-from mtcompare.nmt.model import Attention, ModelConfig, Seq2Seq
+from mtcompare.nmt.model import (
+    ATTENTION_TYPES,
+    CONNECTION_TYPES,
+    Attention,
+    LayerConnections,
+    ModelConfig,
+    Seq2Seq,
+)
 from mtcompare.nmt.search import greedy_search
-from mtcompare.nmt.train import restore_model
+from mtcompare.nmt.train import NMTConfig, restore_model
 
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("kind", ["general", "additive"])
+@pytest.mark.parametrize("kind", ATTENTION_TYPES)
 def test_attention_weights_sum_to_one_and_are_zero_on_padding(kind: str) -> None:
     torch.manual_seed(0)
-    attention = Attention(kind, query_size=8, memory_size=12)
+    attention = Attention(kind, query_size=12, memory_size=12)
     memory = torch.randn(3, 5, 12)  # batch x src_len x memory
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]).bool()
     context, weights = attention(
-        torch.randn(3, 8), attention.keys(memory), memory, mask
+        torch.randn(3, 12), attention.keys(memory), memory, mask
     )
     assert torch.allclose(weights.sum(dim=1), torch.ones(3))
     assert torch.all(weights[~mask] == 0)
-    assert torch.allclose(
-        context[2], memory[2, 0]
-    )  # one real position: all weight on it
+    assert torch.all(weights[mask] > 0)
+    # one real position: all weight on it
+    assert torch.allclose(context[2], memory[2, 0])
 
 
-@pytest.mark.parametrize("kind", ["general", "additive"])
-def test_padding_does_not_change_the_result(kind: str) -> None:
+def test_dot_attention_by_hand() -> None:
+    # query (1, 0) scores the positions (0, 0) and (ln 3, 5) as 0 and ln 3, so
+    # softmax gives 1/4 and 3/4; the third position is padding
+    attention = Attention("dot", query_size=2, memory_size=2)
+    memory = torch.tensor([[[0.0, 0.0], [math.log(3), 5.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, False]])
+    context, weights = attention(torch.tensor([[1.0, 0.0]]), memory, memory, mask)
+    assert torch.allclose(weights, torch.tensor([[0.25, 0.75, 0.0]]))
+    assert torch.allclose(context, torch.tensor([[0.75 * math.log(3), 3.75]]))
+
+
+def test_encoder_halves_read_one_side_of_the_sentence() -> None:
     torch.manual_seed(0)
-    model = Seq2Seq(ModelConfig(20, 20, 8, 8, attention=kind)).eval()
+    hidden = 6
+    model = Seq2Seq(ModelConfig(30, 30, 8, hidden, dropout=0.0)).eval()
+    src = torch.tensor([[5, 6, 7, 8, 9, 10, EOS_ID]])  # 1 x 7
+    lengths = torch.tensor([7])
+    position = 3
+    changed = src.clone()
+    changed[0, :position] = torch.tensor([20, 21, 22])  # other words before position 3
+    memory = model.encode(src, lengths).memory  # 1 x 7 x 2*hidden
+    memory_changed = model.encode(changed, lengths).memory
+    backward = slice(hidden, 2 * hidden)
+    # the backward half at t reads tokens t..end only
+    assert torch.equal(
+        memory[0, position:, backward], memory_changed[0, position:, backward]
+    )
+    # ... and does read its own token: change position 3 as well and it moves
+    changed[0, position] = 23
+    moved = model.encode(changed, lengths).memory
+    assert not torch.allclose(
+        memory[0, position, backward], moved[0, position, backward]
+    )
+    # the forward half, at the same position, reads the earlier tokens
+    forward = slice(0, hidden)
+    assert not torch.allclose(
+        memory[0, position, forward], memory_changed[0, position, forward]
+    )
+
+
+@pytest.mark.parametrize("kind", CONNECTION_TYPES)
+def test_connections_compute_their_formula_and_keep_shapes(kind: str) -> None:
+    # three toy layers f_l(x) = tanh(x W_l) on a 2 x 3 x 5 input, layers of width 4
+    torch.manual_seed(4)
+    connections = LayerConnections(kind, 5, 4, 3, dropout=0.0)
+    weights = [
+        torch.randn(connections.layer_input_size(layer), 4) / 3 for layer in range(3)
+    ]
+
+    def f(layer: int, value: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(value @ weights[layer])
+
+    x = torch.randn(2, 3, 5)
+    output = connections(x, f)
+    assert output.shape == (2, 3, 4)
+
+    y1 = f(0, x)
+    if kind == "plain":
+        expected = f(2, f(1, y1))
+    elif kind == "residual":
+        y2 = f(1, y1) + y1
+        expected = f(2, y2) + y2
+    elif kind == "highway":
+        gate = torch.sigmoid(connections.gates[0](y1))
+        y2 = gate * f(1, y1) + (1 - gate) * y1
+        gate = torch.sigmoid(connections.gates[1](y2))
+        expected = gate * f(2, y2) + (1 - gate) * y2
+    else:
+        y2 = f(1, torch.cat([x, y1], dim=-1))
+        y3 = f(2, torch.cat([x, y1, y2], dim=-1))
+        expected = torch.cat([y1, y2, y3], dim=-1) @ connections.projection.weight.T
+    assert torch.allclose(output, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", CONNECTION_TYPES)
+@pytest.mark.parametrize("layers", [1, 3])
+def test_stacked_models_keep_shapes_and_ignore_padding(kind: str, layers: int) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        20,
+        22,
+        8,
+        6,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_connection=kind,
+        decoder_connection=kind,
+        decoder_hidden_size=10,
+        attention="additive",
+    )
+    model = Seq2Seq(config).eval()
     sources = [[5, 6, 7, 8, 9, 10], [11, 12]]
     targets = [[5, 6, 7], [8, 9]]
     batch = collate([0, 1], sources, targets)
+    encoded = model.encode(batch.src, batch.src_lengths)
+    assert encoded.memory.shape == (2, 7, 12)  # batch x src_len x 2*hidden
+    state = model.initial_state(encoded)
+    assert len(state.hidden) == layers and state.hidden[0].shape == (2, 10)
     together = model(batch.src, batch.src_lengths, batch.tgt_input)
+    assert together.shape == (2, 4, 22)  # batch x tgt_len x tgt_vocab
     alone = collate([1], sources, targets)
     by_itself = model(alone.src, alone.src_lengths, alone.tgt_input)
     assert torch.allclose(together[1, :3], by_itself[0], atol=1e-5)
 
 
-def test_overfits_ten_pairs_to_perfect_reproduction() -> None:
+def test_a_plain_stack_is_the_old_multilayer_lstm_and_reads_its_weights() -> None:
+    # checkpoints written before connections existed hold one 2-layer nn.LSTM
+    # under encoder.weight_ih_l0, ..._l1_reverse; they must load and compute the same
+    torch.manual_seed(0)
+    config = ModelConfig(20, 20, 8, 6, encoder_layers=2, dropout=0.0)
+    model = Seq2Seq(config).eval()
+    old_encoder = torch.nn.LSTM(
+        8, 6, num_layers=2, bidirectional=True, batch_first=True
+    )
+    state = {
+        key: value
+        for key, value in model.state_dict().items()
+        if not key.startswith("encoder.")
+    }
+    state.update(
+        {f"encoder.{key}": value for key, value in old_encoder.state_dict().items()}
+    )
+    model.load_state_dict(state)
+
+    src = torch.tensor([[5, 6, 7, EOS_ID], [8, EOS_ID, PAD_ID, PAD_ID]])
+    lengths = torch.tensor([4, 2])
+    packed = pack_padded_sequence(
+        model.src_embedding(src), lengths, batch_first=True, enforce_sorted=False
+    )
+    expected, _ = pad_packed_sequence(old_encoder(packed)[0], batch_first=True)
+    with torch.no_grad():
+        assert torch.allclose(model.encode(src, lengths).memory, expected, atol=1e-6)
+
+
+def _all_dropped(ids: torch.Tensor, replacement: int) -> torch.Tensor:
+    ordinary = (ids != PAD_ID) & (ids != BOS_ID) & (ids != EOS_ID)
+    return ids.masked_fill(ordinary, replacement)
+
+
+@pytest.mark.parametrize("mode", ["unk", "zero"])
+def test_word_dropout_drops_whole_words_in_training_only(mode: str) -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(
+        30,
+        30,
+        8,
+        6,
+        dropout=0.0,
+        src_word_dropout=0.9999,
+        tgt_word_dropout=0.9999,
+        word_dropout_mode=mode,
+    )
+    model = Seq2Seq(config)
+    src = torch.tensor([[5, 6, 7, 8, EOS_ID], [9, 10, EOS_ID, PAD_ID, PAD_ID]])
+    lengths = torch.tensor([5, 3])
+    tgt_input = torch.tensor([[BOS_ID, 11, 12], [BOS_ID, 13, PAD_ID]])
+    replacement = UNK_ID
+    if mode == "zero":  # piece 29, unused below, gets a zero vector to compare with
+        replacement = 29
+        with torch.no_grad():
+            model.src_embedding.weight[replacement].zero_()
+            model.tgt_embedding.weight[replacement].zero_()
+    model.train()
+    dropped = model(src, lengths, tgt_input)
+    model.eval()
+    assert not torch.allclose(dropped, model(src, lengths, tgt_input))
+    # with (almost) every word dropped, training reads every ordinary piece as
+    # <unk>, or as a zero vector; the start and end symbols stay
+    expected = model(
+        _all_dropped(src, replacement), lengths, _all_dropped(tgt_input, replacement)
+    )
+    assert torch.allclose(dropped, expected, atol=1e-6)
+
+
+def test_word_dropout_rate() -> None:
+    torch.manual_seed(0)
+    model = Seq2Seq(
+        ModelConfig(30, 30, 8, 6, dropout=0.0, src_word_dropout=0.3)
+    ).train()
+    ids = torch.randint(4, 30, (100, 100))
+    embedded = model._embed(model.src_embedding, ids, 0.3)  # 100 x 100 x 8
+    unknown = model.src_embedding.weight[UNK_ID]
+    replaced = (embedded == unknown).all(dim=2).float().mean()
+    assert abs(float(replaced) - 0.3) < 0.02  # 10,000 draws: standard error 0.005
+
+
+def test_tied_embeddings_share_one_matrix_and_need_matching_sizes() -> None:
+    with pytest.raises(MtcError, match="output_projection=true"):
+        ModelConfig(20, 20, 8, 6, tie_target_embeddings=True).validate()
+    equal = Seq2Seq(
+        ModelConfig(20, 20, 8, 6, decoder_hidden_size=8, tie_target_embeddings=True)
+    )
+    assert equal.output.weight is equal.tgt_embedding.weight
+    torch.manual_seed(0)
+    model = Seq2Seq(
+        ModelConfig(20, 20, 8, 6, tie_target_embeddings=True, output_projection=True)
+    )
+    assert model.output.weight is model.tgt_embedding.weight
+    untied = sum(
+        p.numel()
+        for p in Seq2Seq(ModelConfig(20, 20, 8, 6, output_projection=True)).parameters()
+    )
+    assert sum(p.numel() for p in model.parameters()) == untied - 20 * 8
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = collate([0], [[5, 6]], [[7, 8]])
+    model(batch.src, batch.src_lengths, batch.tgt_input).sum().backward()
+    optimizer.step()
+    assert torch.equal(model.output.weight, model.tgt_embedding.weight)
+
+
+@pytest.mark.parametrize(
+    "change, valid",
+    [
+        ({"attention": "luong"}, "dot, general, additive"),
+        ({"encoder_connection": "skip"}, "plain, residual, highway, dense"),
+        ({"decoder_connection": "skip"}, "plain, residual, highway, dense"),
+        ({"word_dropout_mode": "drop"}, "unk, zero"),
+        ({"length_normalisation": "wu"}, "length, gnmt"),
+        ({"attention": "dot"}, "decoder_hidden_size must be 2 x hidden_size = 512"),
+        ({"src_word_dropout": 1.0}, "src_word_dropout must be in [0, 1)"),
+    ],
+)
+def test_config_errors_say_what_is_valid(change: dict, valid: str) -> None:
+    with pytest.raises(MtcError) as caught:
+        NMTConfig(**change).validate()
+    assert valid in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_dot_attention_with_a_decoder_as_wide_as_the_encoder() -> None:
+    NMTConfig(attention="dot", decoder_hidden_size=512).validate()
+    model = Seq2Seq(ModelConfig(20, 20, 8, 6, decoder_hidden_size=12, attention="dot"))
+    batch = collate([0], [[5, 6]], [[7, 8]])
+    assert model(batch.src, batch.src_lengths, batch.tgt_input).shape == (1, 3, 20)
+
+
+def _overfit(config: ModelConfig, steps: int) -> None:
     torch.manual_seed(1)
     generator = torch.Generator().manual_seed(1)
     sources, targets = [], []
@@ -58,13 +291,15 @@ def test_overfits_ten_pairs_to_perfect_reproduction() -> None:
         source = torch.randint(4, 30, (length,), generator=generator).tolist()
         sources.append(source)
         targets.append([piece + 10 for piece in reversed(source)])  # a reordering task
-    model = Seq2Seq(ModelConfig(30, 40, 32, 64, dropout=0.0))
+    model = Seq2Seq(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     batch = collate(list(range(10)), sources, targets)
-    for _ in range(150):
+    for _ in range(steps):
         logits = model(batch.src, batch.src_lengths, batch.tgt_input)
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, 40), batch.tgt_output.reshape(-1), ignore_index=0
+            logits.reshape(-1, config.tgt_vocab_size),
+            batch.tgt_output.reshape(-1),
+            ignore_index=0,
         )
         optimizer.zero_grad()
         loss.backward()
@@ -73,6 +308,29 @@ def test_overfits_ten_pairs_to_perfect_reproduction() -> None:
     src = pad([source + [EOS_ID] for source in sources])
     lengths = torch.tensor([len(source) + 1 for source in sources])
     assert greedy_search(model, src, lengths) == targets
+
+
+def test_overfits_ten_pairs_to_perfect_reproduction() -> None:
+    _overfit(ModelConfig(30, 40, 32, 64, dropout=0.0), steps=150)
+
+
+def test_a_deep_tied_model_overfits_ten_pairs_too() -> None:
+    config = ModelConfig(
+        30,
+        40,
+        32,
+        32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_connection="residual",
+        decoder_connection="highway",
+        attention="additive",
+        decoder_hidden_size=64,
+        output_projection=True,
+        tie_target_embeddings=True,
+        dropout=0.0,
+    )
+    _overfit(config, steps=150)
 
 
 def _checkpoint(config: ModelConfig) -> dict:
@@ -86,7 +344,7 @@ def _checkpoint(config: ModelConfig) -> dict:
 
 
 def test_restore_model_gives_back_the_saved_network() -> None:
-    config = ModelConfig(20, 20, 8, 8)
+    config = ModelConfig(20, 20, 8, 8, encoder_layers=2, encoder_connection="dense")
     checkpoint = _checkpoint(config)
     model, progress = restore_model(
         checkpoint, Path("best.pt"), torch.device("cpu"), "retrain"
@@ -100,7 +358,13 @@ def test_restore_model_gives_back_the_saved_network() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"hidden_size": 12}, {"attention": "dot"}, {"hidden_size": 0}, {"layers": 2}],
+    [
+        {"hidden_size": 12},
+        {"attention": "dot"},
+        {"hidden_size": 0},
+        {"layers": 2},
+        {"encoder_connection": "dense", "encoder_layers": 2},
+    ],
 )
 def test_weights_that_do_not_fit_their_config_are_one_short_line(change: dict) -> None:
     checkpoint = _checkpoint(ModelConfig(20, 20, 8, 8))

@@ -84,8 +84,16 @@ class NMTConfig:
     hidden_size: int = 256
     encoder_layers: int = 1
     decoder_layers: int = 1
-    attention: str = "general"
+    attention: str = "general"  # dot, general or additive
+    decoder_hidden_size: int = 0  # 0: the same as hidden_size
+    encoder_connection: str = "plain"  # between layers: plain, residual, highway, dense
+    decoder_connection: str = "plain"
     dropout: float = 0.2
+    src_word_dropout: float = 0.0  # probability of dropping a whole source piece
+    tgt_word_dropout: float = 0.0
+    word_dropout_mode: str = "unk"  # a dropped piece reads as <unk> ("unk") or 0s
+    output_projection: bool = False  # attentional state -> embedding_size first
+    tie_target_embeddings: bool = False  # output layer shares the target embeddings
     # 2e-3 reached dev perplexity 28 in 196 steps on the Bible where 1e-3 reached 44
     lr: float = 2e-3
     lr_decay: float = 0.5  # factor applied when dev perplexity does not improve
@@ -103,6 +111,7 @@ class NMTConfig:
     threads: int = 1
     beam_size: int = 5
     length_penalty: float = 1.0
+    length_normalisation: str = "length"  # lp(n) = n^alpha, or "gnmt" ((5+n)/6)^alpha
     max_length_ratio: float = 1.5
     max_length_extra: int = 10
 
@@ -142,6 +151,7 @@ class NMTConfig:
                 f"label_smoothing must be in [0, 1), got {self.label_smoothing}"
             )
         self.model_config(1, 1).validate()
+        self.search_config().validate()
 
     def search_config(self, beam_size: int | None = None) -> SearchConfig:
         """Search settings; ``beam_size`` overrides the configured one."""
@@ -150,6 +160,7 @@ class NMTConfig:
             length_penalty=self.length_penalty,
             max_length_ratio=self.max_length_ratio,
             max_length_extra=self.max_length_extra,
+            length_normalisation=self.length_normalisation,
         )
 
     def model_config(self, src_vocab_size: int, tgt_vocab_size: int) -> ModelConfig:
@@ -162,6 +173,14 @@ class NMTConfig:
             decoder_layers=self.decoder_layers,
             dropout=self.dropout,
             attention=self.attention,
+            decoder_hidden_size=self.decoder_hidden_size,
+            encoder_connection=self.encoder_connection,
+            decoder_connection=self.decoder_connection,
+            src_word_dropout=self.src_word_dropout,
+            tgt_word_dropout=self.tgt_word_dropout,
+            word_dropout_mode=self.word_dropout_mode,
+            output_projection=self.output_projection,
+            tie_target_embeddings=self.tie_target_embeddings,
         )
 
 
