@@ -26,20 +26,35 @@ of each chunk are computed once and reused in every iteration.
 The translation table is sparse: ``pair_keys`` holds, sorted, one integer key
 per co-occurring pair (``source_id * key_base + target_id``) and
 ``pair_probabilities`` the matching t values; a lookup is a binary search.
+
+This module is also the entry point for word alignment as the SMT pipeline and
+``mtcompare align`` use it. ``align_both_ways`` trains one model per direction,
+IBM Model 1 alone or IBM Model 1 followed by the HMM alignment model
+(``mtcompare.smt.hmm``, Vogel, Ney & Tillmann 1996), takes each direction's
+Viterbi alignment and symmetrises the two (``mtcompare.smt.symmetrize``).
+``train_alignment_models`` keeps the two trained models, which
+``save_alignment_model`` writes to a directory (one compressed ``.npz`` per
+direction and ``alignment.json``, written last) and ``load_alignment_model``
+reads back to align new text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from mtcompare.errors import MtcError
+from mtcompare.fileio import atomic_open, write_text
 from mtcompare.progress import progress
+from mtcompare.smt.hmm import HMMModel, train_hmm, viterbi_alignments
 from mtcompare.smt.symmetrize import symmetrize
 
 logger = logging.getLogger(__name__)
@@ -162,14 +177,17 @@ def train_ibm1(
 
 
 def align_corpus(
-    model: IBMModel1,
+    model: IBMModel1 | HMMModel,
     source: Sequence[Sequence[str]],
     target: Sequence[Sequence[str]],
 ) -> list[set[tuple[int, int]]]:
     """The Viterbi alignment of every sentence pair, as in ``viterbi_alignment``."""
     _check_parallel(source, target)
     start = time.monotonic()
-    alignments = _viterbi_alignments(model, source, target)
+    if isinstance(model, HMMModel):
+        alignments = viterbi_alignments(model, source, target)
+    else:
+        alignments = _viterbi_alignments(model, source, target)
     seconds = time.monotonic() - start
     logger.info(
         "aligned %s sentence pairs in %.1f s, %s pairs/s, %s links",
@@ -475,29 +493,202 @@ def _alignment_sets(
 # -- both directions, files and evaluation ------------------------------------------
 
 
+ALIGNMENT_MODELS = ("ibm1", "hmm")
+
+# written last by save_alignment_model: its presence means the directory is complete
+MODEL_INFO = "alignment.json"
+
+
 def align_both_ways(
     source: Sequence[Sequence[str]],
     target: Sequence[Sequence[str]],
     iterations: int = 5,
     heuristic: str = "grow-diag-final-and",
     languages: tuple[str, str] = ("source", "target"),
+    *,
+    model: str = "hmm",
+    hmm_iterations: int = 5,
 ) -> list[set[tuple[int, int]]]:
-    """IBM Model 1 in both directions, Viterbi alignments, symmetrised.
+    """Train ``model`` in both directions; Viterbi alignments, symmetrised.
 
-    Links are (source index, target index); the target->source model's links
-    are flipped before symmetrisation (Koehn, Och & Marcu 2003).
+    ``iterations`` is the number of IBM Model 1 iterations; ``model="hmm"``
+    adds ``hmm_iterations`` of the HMM alignment model on top of them.
     """
+    models = train_alignment_models(
+        source,
+        target,
+        iterations,
+        model=model,
+        hmm_iterations=hmm_iterations,
+        languages=languages,
+    )
+    return models.align(source, target, heuristic)
+
+
+@dataclass(eq=False)
+class AlignmentModels:
+    """One trained model per direction of a language pair.
+
+    ``forward`` aligns source to target (each target word to one source word),
+    ``backward`` target to source. ``kind`` is one of ``ALIGNMENT_MODELS``.
+    """
+
+    kind: str
+    forward: IBMModel1 | HMMModel
+    backward: IBMModel1 | HMMModel
+    languages: tuple[str, str]
+
+    def align(
+        self,
+        source: Sequence[Sequence[str]],
+        target: Sequence[Sequence[str]],
+        heuristic: str = "grow-diag-final-and",
+    ) -> list[set[tuple[int, int]]]:
+        """Viterbi alignments both ways, symmetrised with ``heuristic``.
+
+        Links are (source index, target index); the target->source model's
+        links are flipped before symmetrisation (Koehn, Och & Marcu 2003).
+        """
+        forward = align_corpus(self.forward, source, target)
+        backward = align_corpus(self.backward, target, source)
+        return [
+            symmetrize(there, {(i, j) for j, i in back}, heuristic)
+            for there, back in zip(forward, backward)
+        ]
+
+
+def train_alignment_models(
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+    iterations: int = 5,
+    *,
+    model: str = "hmm",
+    hmm_iterations: int = 5,
+    languages: tuple[str, str] = ("source", "target"),
+) -> AlignmentModels:
+    """IBM Model 1 (then, for ``model="hmm"``, the HMM) in each direction."""
+    if model not in ALIGNMENT_MODELS:
+        raise MtcError(
+            f"unknown alignment model {model!r}; valid: {', '.join(ALIGNMENT_MODELS)}"
+        )
     src_lang, tgt_lang = languages
-    forward_model = train_ibm1(source, target, iterations, direction=f"{src_lang}->{tgt_lang}")
-    forward = align_corpus(forward_model, source, target)
-    del forward_model  # the translation tables are large; free one before the other
-    backward_model = train_ibm1(target, source, iterations, direction=f"{tgt_lang}->{src_lang}")
-    backward = align_corpus(backward_model, target, source)
-    del backward_model
-    return [
-        symmetrize(there, {(i, j) for j, i in back}, heuristic)
-        for there, back in zip(forward, backward)
-    ]
+    forward = _train_direction(
+        source, target, iterations, model, hmm_iterations, f"{src_lang}->{tgt_lang}"
+    )
+    backward = _train_direction(
+        target, source, iterations, model, hmm_iterations, f"{tgt_lang}->{src_lang}"
+    )
+    return AlignmentModels(model, forward, backward, (src_lang, tgt_lang))
+
+
+def save_alignment_model(directory: str | Path, models: AlignmentModels) -> None:
+    """Write both directions to ``directory`` for ``load_alignment_model``.
+
+    ``forward.npz`` (source->target) and ``backward.npz`` hold the
+    vocabularies, the translation table and, for the HMM, the jump weights;
+    ``alignment.json``, written last, names the model kind, the languages and
+    the HMM's NULL probabilities.
+    """
+    directory = Path(directory)
+    (directory / MODEL_INFO).unlink(missing_ok=True)  # incomplete until rewritten
+    src_lang, tgt_lang = models.languages
+    info: dict = {"model": models.kind, "languages": [src_lang, tgt_lang]}
+    for name, model, direction in (
+        ("forward", models.forward, f"{src_lang}->{tgt_lang}"),
+        ("backward", models.backward, f"{tgt_lang}->{src_lang}"),
+    ):
+        with atomic_open(directory / f"{name}.npz", "wb") as stream:
+            np.savez_compressed(stream, **_model_arrays(model))
+        info[name] = {"direction": direction}
+        if isinstance(model, HMMModel):
+            info[name]["null_probability"] = model.null_probability
+    write_text(directory / MODEL_INFO, json.dumps(info, indent=2) + "\n")
+
+
+def load_alignment_model(directory: str | Path) -> AlignmentModels:
+    """The models ``save_alignment_model`` wrote to ``directory``."""
+    directory = Path(directory)
+    info_path = directory / MODEL_INFO
+    if not info_path.is_file():
+        raise MtcError(
+            f"{directory}: no {MODEL_INFO}, so not a saved alignment model; save one "
+            f"with 'mtcompare align --save-model {directory}'"
+        )
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        kind = info["model"]
+        if kind not in ALIGNMENT_MODELS:
+            raise ValueError(f"unknown model {kind!r}")
+        forward, backward = (
+            _load_direction(directory / f"{name}.npz", kind, info[name])
+            for name in ("forward", "backward")
+        )
+        src_lang, tgt_lang = info["languages"]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise MtcError(
+            f"{directory}: damaged alignment model ({error}); save it again with "
+            "'mtcompare align --save-model'"
+        ) from None
+    return AlignmentModels(kind, forward, backward, (str(src_lang), str(tgt_lang)))
+
+
+def _train_direction(
+    source: Sequence[Sequence[str]],
+    target: Sequence[Sequence[str]],
+    iterations: int,
+    kind: str,
+    hmm_iterations: int,
+    direction: str,
+) -> IBMModel1 | HMMModel:
+    ibm1 = train_ibm1(source, target, iterations, direction=direction)
+    if kind == "ibm1":
+        return ibm1
+    return train_hmm(source, target, hmm_iterations, initial=ibm1, direction=direction)
+
+
+def _model_arrays(model: IBMModel1 | HMMModel) -> dict[str, np.ndarray]:
+    translation = model.translation if isinstance(model, HMMModel) else model
+    arrays = {
+        "source_words": _encode_words(translation.source_vocab),
+        "target_words": _encode_words(translation.target_vocab),
+        "pair_keys": translation.pair_keys,
+        "pair_probabilities": translation.pair_probabilities,
+    }
+    if isinstance(model, HMMModel):
+        arrays["jump_weights"] = model.jump_weights
+    return arrays
+
+
+def _load_direction(path: Path, kind: str, entry: dict) -> IBMModel1 | HMMModel:
+    with np.load(path) as arrays:
+        translation = IBMModel1(
+            _decode_words(arrays["source_words"]),
+            _decode_words(arrays["target_words"]),
+            arrays["pair_keys"].astype(np.int64),
+            arrays["pair_probabilities"].astype(np.float64),
+        )
+        jump_weights = arrays["jump_weights"] if kind == "hmm" else None
+    if len(translation.pair_keys) != len(translation.pair_probabilities):
+        raise ValueError("pair keys and probabilities differ in length")
+    if jump_weights is None:
+        return translation
+    null_probability = float(entry["null_probability"])
+    if len(jump_weights) % 2 != 1 or not 0 < null_probability < 1:
+        raise ValueError("bad jump weights or NULL probability")
+    return HMMModel(translation, jump_weights.astype(np.float64), null_probability)
+
+
+def _encode_words(vocab: dict[str, int]) -> np.ndarray:
+    """A vocabulary as UTF-8 bytes, words in id order, one a line (words have no
+    whitespace), so the .npz needs no pickled objects."""
+    words = sorted(vocab, key=vocab.__getitem__)
+    return np.frombuffer("\n".join(words).encode("utf-8"), dtype=np.uint8)
+
+
+def _decode_words(data: np.ndarray) -> dict[str, int]:
+    text = data.tobytes().decode("utf-8")
+    words = text.split("\n") if text else []
+    return {word: index for index, word in enumerate(words)}
 
 
 def format_links(alignment: set[tuple[int, int]]) -> str:
