@@ -15,6 +15,7 @@ from mtcompare.smt.align import align_corpus, train_ibm1
 from mtcompare.smt.phrases import (
     PhraseEntry,
     PhraseTable,
+    build_phrase_and_reordering_tables,
     build_phrase_table,
     extract_phrases,
     lexical_table,
@@ -305,6 +306,19 @@ def test_limit_keeps_the_best_translations_of_each_source_phrase() -> None:
 
     full.prune(2)
     assert full.entries == pruned.entries
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_building_with_the_reordering_table_gives_the_same_phrase_table(
+    limit: int | None,
+) -> None:
+    corpus = _random_aligned_corpus(seed=7)
+    phrase_table, reordering_table = build_phrase_and_reordering_tables(
+        *corpus, limit=limit
+    )
+
+    assert phrase_table.entries == build_phrase_table(*corpus, limit=limit).entries
+    assert len(reordering_table) == len(phrase_table)
 
 
 def test_unknown_source_phrase_has_no_translations() -> None:

@@ -30,6 +30,11 @@ The table stores probabilities, not logs, in the Moses order
 phi(s|t), lex(s|t), phi(t|s), lex(t|s). Each source phrase's translations are
 ordered best first by phi(t|s), ties broken by lex(t|s), then by the order
 they were given in; ``prune`` keeps the first n of that order.
+
+``build_phrase_and_reordering_tables`` also finds the word-based orientation
+of every occurrence in the same extraction pass and estimates the lexicalised
+reordering model of ``mtcompare.smt.reordering`` for the pairs the phrase
+table keeps.
 """
 
 from __future__ import annotations
@@ -51,6 +56,14 @@ import numpy as np
 from mtcompare.errors import MtcError
 from mtcompare.fileio import atomic_open_text
 from mtcompare.progress import progress
+from mtcompare.smt.reordering import (
+    ORIENTATIONS,
+    SCORES,
+    ReorderingTable,
+    orientation_distribution,
+    smoothed_probabilities,
+    word_orientations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +370,43 @@ def build_phrase_table(
     ``limit=None`` keeps every pair. Pruning happens after scoring, so counts
     and probabilities are those of the full extraction.
     """
+    phrase_table, _ = _build_tables(
+        source_corpus, target_corpus, alignments, max_length, limit, reordering=False
+    )
+    return phrase_table
+
+
+def build_phrase_and_reordering_tables(
+    source_corpus: Sequence[Sequence[str]],
+    target_corpus: Sequence[Sequence[str]],
+    alignments: Sequence[set[tuple[int, int]]],
+    max_length: int = 7,
+    limit: int | None = 20,
+) -> tuple[PhraseTable, ReorderingTable]:
+    """``build_phrase_table`` plus the msd-bidirectional-fe reordering table.
+
+    Orientations are counted in the same extraction pass and smoothed with
+    the orientation distribution of all occurrences; the reordering table
+    holds exactly the pairs the (pruned) phrase table keeps.
+    """
+    return _build_tables(
+        source_corpus, target_corpus, alignments, max_length, limit, reordering=True
+    )
+
+
+def _build_tables(
+    source_corpus: Sequence[Sequence[str]],
+    target_corpus: Sequence[Sequence[str]],
+    alignments: Sequence[set[tuple[int, int]]],
+    max_length: int,
+    limit: int | None,
+    reordering: bool,
+) -> tuple[PhraseTable, ReorderingTable]:
+    """The phrase table and, if ``reordering`` is set, the reordering table.
+
+    Without ``reordering`` no orientations are found and the reordering
+    table is empty.
+    """
     if not len(source_corpus) == len(target_corpus) == len(alignments):
         raise ValueError(
             f"corpora and alignments differ in length ({len(source_corpus)}, "
@@ -368,7 +418,7 @@ def build_phrase_table(
             source_corpus, target_corpus, alignments
         )
         vocabulary, occurrences = _extract_corpus(
-            source_corpus, target_corpus, alignments, max_length
+            source_corpus, target_corpus, alignments, max_length, reordering
         )
 
         start = time.monotonic()
@@ -377,7 +427,12 @@ def build_phrase_table(
         lexical_weights = _lexical_weights(
             pairs, vocabulary, direct_lexicon, inverse_lexicon
         )
-        table = _make_table(pairs, vocabulary, lexical_weights, limit)
+        kept = _kept_pairs(pairs, lexical_weights, limit)
+        reordering_table = ReorderingTable()
+        if reordering:
+            reordering_table = _make_reordering_table(pairs, vocabulary, kept)
+            pairs.orientation_counts = None  # free them before the phrase table is made
+        table = _make_table(pairs, vocabulary, lexical_weights, kept)
     logger.info(
         "scored %s phrase pairs for %s source phrases in %.1f s; kept %s "
         "phrase-table entries (limit %s per source phrase)",
@@ -387,7 +442,7 @@ def build_phrase_table(
         f"{len(table):,}",
         limit,
     )
-    return table
+    return table, reordering_table
 
 
 @dataclass
@@ -401,11 +456,17 @@ class _PhraseVocabulary:
 
 @dataclass
 class _Occurrences:
-    """One entry per extracted phrase pair occurrence, as vocabulary ids."""
+    """One entry per extracted phrase pair occurrence, as vocabulary ids.
+
+    The orientation arrays (MONOTONE, SWAP, DISCONTINUOUS of reordering.py)
+    stay empty unless orientations were asked for.
+    """
 
     source_ids: array
     target_ids: array
     alignment_ids: array
+    backward_orientations: array = field(default_factory=lambda: array("b"))
+    forward_orientations: array = field(default_factory=lambda: array("b"))
 
 
 def _extract_corpus(
@@ -413,8 +474,13 @@ def _extract_corpus(
     target_corpus: Sequence[Sequence[str]],
     alignments: Sequence[set[tuple[int, int]]],
     max_length: int,
+    orientations: bool = False,
 ) -> tuple[_PhraseVocabulary, _Occurrences]:
-    """Run ``extract_phrases`` on every sentence pair, interning what it finds."""
+    """Run ``extract_phrases`` on every sentence pair, interning what it finds.
+
+    With ``orientations``, also record each occurrence's word-based backward
+    and forward orientation.
+    """
     start = time.monotonic()
     source_index: dict[Phrase, int] = {}
     target_index: dict[Phrase, int] = {}
@@ -425,6 +491,12 @@ def _extract_corpus(
         sentence_pairs, total=len(source_corpus), desc="phrase extraction", unit="pairs"
     ):
         spans = extract_phrases(source, target, alignment, max_length)  # checks links
+        if orientations:
+            backward, forward = word_orientations(
+                spans, alignment, len(source), len(target)
+            )
+            occurrences.backward_orientations.frombytes(backward.tobytes())
+            occurrences.forward_orientations.frombytes(forward.tobytes())
         targets_of_source: list[list[int]] = [[] for _ in source]
         for source_position, target_position in sorted(alignment):
             targets_of_source[source_position].append(target_position)
@@ -470,12 +542,19 @@ class _PairCounts:
     counts: np.ndarray  # (n_pairs,) count(src, tgt)
     source_counts: np.ndarray  # (n_pairs,) count(src) of the pair's source
     target_counts: np.ndarray  # (n_pairs,) count(tgt) of the pair's target
+    # (n_pairs, 6) int32 backward mono, swap, discontinuous, then forward; None
+    # when the occurrences carry no orientations
+    orientation_counts: np.ndarray | None = None
 
 
 def _count_pairs(
     occurrences: _Occurrences, vocabulary: _PhraseVocabulary
 ) -> _PairCounts:
-    """Count occurrences per (pair, alignment), then per pair, source and target."""
+    """Count occurrences per (pair, alignment), then per pair, source and target.
+
+    Pairs come out in order of ``source_id * n_targets + target_id``; their
+    orientations are counted too when the occurrences have them.
+    """
     base = max(len(vocabulary.target_phrases), 1)
     source_ids = np.frombuffer(occurrences.source_ids, dtype=np.intc).astype(np.int64)
     target_ids = np.frombuffer(occurrences.target_ids, dtype=np.intc)
@@ -485,9 +564,13 @@ def _count_pairs(
 
     # runs of equal (pair, alignment), sorted by pair then by alignment id
     order = np.lexsort((alignment_ids, pair_keys))
-    run_pairs, run_alignments, run_counts = _runs(
-        pair_keys[order], alignment_ids[order]
-    )
+    sorted_keys = pair_keys[order]
+    del pair_keys
+    run_pairs, run_alignments, run_counts = _runs(sorted_keys, alignment_ids[order])
+    orientation_counts = None
+    if len(occurrences.backward_orientations):
+        orientation_counts = _count_orientations(sorted_keys, order, occurrences)
+    del sorted_keys, order
 
     # each pair's best run: the most frequent; on a tie the lowest alignment id (the
     # alignment met first in the corpus), as lexsort is stable and runs are in id order
@@ -514,7 +597,33 @@ def _count_pairs(
         pair_counts,
         source_totals[source_ids],
         target_totals[target_ids],
+        orientation_counts,
     )
+
+
+def _count_orientations(
+    sorted_keys: np.ndarray, order: np.ndarray, occurrences: _Occurrences
+) -> np.ndarray:
+    """(n_pairs, 6) int32: each pair's backward then forward orientation counts.
+
+    ``sorted_keys`` are the occurrences' pair keys in ascending ``order``, so
+    a pair's rank among the distinct keys is its row.
+    """
+    new_pair = np.ones(len(sorted_keys), dtype=bool)
+    new_pair[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    pair_of_occurrence = np.cumsum(new_pair, dtype=np.int32) - 1  # (n_occurrences,)
+    del new_pair
+    n_pairs = int(pair_of_occurrence[-1]) + 1 if len(pair_of_occurrence) else 0
+    counts = np.zeros((n_pairs, SCORES), dtype=np.int32)
+    directions = (occurrences.backward_orientations, occurrences.forward_orientations)
+    for direction, orientations in enumerate(directions):
+        orientation_of_occurrence = np.frombuffer(orientations, dtype=np.int8)[order]
+        for orientation in range(ORIENTATIONS):  # MONOTONE, SWAP, DISCONTINUOUS
+            counts[:, ORIENTATIONS * direction + orientation] = np.bincount(
+                pair_of_occurrence[orientation_of_occurrence == orientation],
+                minlength=n_pairs,
+            )
+    return counts
 
 
 def _runs(
@@ -600,22 +709,69 @@ def _lexical_weight(
     return weight
 
 
+def _kept_pairs(
+    pairs: _PairCounts,
+    lexical_weights: tuple[np.ndarray, np.ndarray],
+    limit: int | None,
+) -> np.ndarray:
+    """Rows of the best ``limit`` pairs of each source, grouped by source, best first.
+
+    This is the order PhraseTable keeps its translations in.
+    """
+    _, direct_weights = lexical_weights
+    direct_probabilities = pairs.counts / pairs.source_counts  # (n_pairs,) phi(tgt|src)
+    order = np.lexsort((-direct_weights, -direct_probabilities, pairs.source_ids))
+    if limit is not None:
+        order = order[_rank_within_groups(pairs.source_ids[order]) < limit]
+    return order
+
+
+def _make_reordering_table(
+    pairs: _PairCounts, vocabulary: _PhraseVocabulary, kept: np.ndarray
+) -> ReorderingTable:
+    """Smoothed orientation probabilities of the ``kept`` pairs.
+
+    The orientation distribution p(o) is that of all occurrences, kept or not.
+    """
+    start = time.monotonic()
+    counts = pairs.orientation_counts
+    distribution = orientation_distribution(counts)
+    probabilities = smoothed_probabilities(counts[kept], distribution)
+    source_ids = pairs.source_ids[kept]  # (n_kept,) grouped by source
+    group_starts = np.flatnonzero(np.diff(source_ids, prepend=-1))  # (n_groups,)
+    group_ends = np.append(group_starts[1:], len(source_ids))
+    targets = [vocabulary.target_phrases[i] for i in pairs.target_ids[kept].tolist()]
+    groups = (
+        (vocabulary.source_phrases[source_id], tuple(targets[start:end]))
+        for source_id, start, end in zip(
+            source_ids[group_starts].tolist(),
+            group_starts.tolist(),
+            group_ends.tolist(),
+        )
+    )
+    table = ReorderingTable.from_groups(groups, probabilities)
+    logger.info(
+        "reordering table: %s phrase pairs in %.1f s; orientations over all "
+        "occurrences mono/swap/discontinuous %.3f/%.3f/%.3f backward, "
+        "%.3f/%.3f/%.3f forward",
+        f"{len(table):,}",
+        time.monotonic() - start,
+        *distribution,
+    )
+    return table
+
+
 def _make_table(
     pairs: _PairCounts,
     vocabulary: _PhraseVocabulary,
     lexical_weights: tuple[np.ndarray, np.ndarray],
-    limit: int | None,
+    kept: np.ndarray,
 ) -> PhraseTable:
-    """Turn scored pairs into PhraseEntry lists, keeping the best ``limit`` of each."""
+    """Turn the ``kept`` rows of the scored pairs into PhraseEntry lists, in order."""
     inverse_weights, direct_weights = lexical_weights
     counts = pairs.counts.astype(np.float64)
     inverse_probabilities = counts / pairs.target_counts  # (n_pairs,) phi(src|tgt)
     direct_probabilities = counts / pairs.source_counts  # (n_pairs,) phi(tgt|src)
-
-    # group by source, best first inside each group, as PhraseTable orders them
-    order = np.lexsort((-direct_weights, -direct_probabilities, pairs.source_ids))
-    if limit is not None:
-        order = order[_rank_within_groups(pairs.source_ids[order]) < limit]
     columns = (
         pairs.source_ids,
         pairs.target_ids,
@@ -633,7 +789,7 @@ def _make_table(
     shared_counts: dict[tuple, tuple] = {}  # most pairs share a few count triples
     previous_source = -1
     translations: list[PhraseEntry] = []
-    for row in _rows(*(column[order] for column in columns)):
+    for row in _selected_rows(kept, *columns):
         source_id, target_id, alignment_id = row[:3]
         if source_id != previous_source:
             translations = entries[vocabulary.source_phrases[source_id]] = []
@@ -662,6 +818,19 @@ def _rows(*columns: np.ndarray, block: int = 1 << 16) -> Iterator[tuple]:
     """Rows of equal-length numpy columns as Python values, converted in blocks."""
     for start in range(0, len(columns[0]), block):
         yield from zip(*(column[start : start + block].tolist() for column in columns))
+
+
+def _selected_rows(
+    selection: np.ndarray, *columns: np.ndarray, block: int = 1 << 16
+) -> Iterator[tuple]:
+    """Rows ``selection`` of the columns, in that order, gathered block by block.
+
+    Gathering a block at a time, not whole columns, keeps the memory peak of
+    building a table of millions of pairs low.
+    """
+    for start in range(0, len(selection), block):
+        rows = selection[start : start + block]
+        yield from zip(*(column[rows].tolist() for column in columns))
 
 
 # ---------------------------------------------------------------- Moses format
