@@ -113,7 +113,8 @@ def _train_stage(stages: "_Stages", kind: str, prepared: Path, model_dir: Path,
         from mtcompare.smt.model import SMTConfig, train_smt
 
         config = build_config(SMTConfig, overrides=options.smt_overrides)
-        stages.timed("train_smt", lambda: train_smt(prepared, model_dir, config))
+        stages.timed("train_smt", lambda: train_smt(prepared, model_dir, config,
+                                                    processes=options.threads))
     else:
         from mtcompare.nmt.train import NMTConfig, train_nmt
 
@@ -154,6 +155,7 @@ def _results(run_dir: Path, prepared: Path, manifest: dict, stages: "_Stages",
                 translate_seconds=translate_seconds,
                 sentences_per_second=round(len(sources) / max(translate_seconds, 1e-9), 2),
                 model_bytes=_model_size(run_dir / name),
+                **_training_details(run_dir / name),
             )
         systems[name] = system
 
@@ -179,6 +181,22 @@ def _results(run_dir: Path, prepared: Path, manifest: dict, stages: "_Stages",
         "command": "mtcompare " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]),
         "environment": _environment(),
     }
+
+
+def _training_details(model_dir: Path) -> dict:
+    """Per-stage training seconds and, for a tuned SMT model, its tuning record."""
+    details: dict = {}
+    seconds = read_model_info(model_dir).get("seconds")
+    if isinstance(seconds, dict):
+        details["stage_seconds"] = seconds
+    weights_path = model_dir / "weights.json"
+    if weights_path.is_file():
+        record = json.loads(weights_path.read_text(encoding="utf-8"))
+        details["tuning"] = {key: record.get(key) for key in (
+            "dev_bleu_untuned", "dev_bleu", "dev_sentences", "best_iteration",
+            "stop_reason")}
+        details["tuning"]["iterations"] = len(record.get("history", []))
+    return details
 
 
 def _environment() -> dict:

@@ -135,16 +135,52 @@ def _config_options(function: Callable) -> Callable:
 @train.command("smt")
 @click.argument("prepared", type=click.Path(file_okay=False))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--no-tune", is_flag=True,
+              help="Skip MERT on the dev set; translate with the configured weights.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Decoder processes while tuning.")
 @_config_options
-def train_smt_command(prepared: str, out_dir: str, config_path: str | None,
-                      overrides: tuple[str, ...]) -> None:
-    """Train the phrase-based system on PREPARED."""
+def train_smt_command(prepared: str, out_dir: str, no_tune: bool, threads: int,
+                      config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Train the phrase-based system on PREPARED, then tune it on PREPARED's dev set."""
     from mtcompare.config import build_config
     from mtcompare.smt.model import SMTConfig, train_smt
 
-    config = build_config(SMTConfig, config_path, overrides)
-    train_smt(Path(prepared), Path(out_dir), config)
+    config = build_config(SMTConfig, config_path, overrides,
+                          tune=False if no_tune else None)
+    train_smt(Path(prepared), Path(out_dir), config, processes=threads)
     click.echo(f"SMT model written to {out_dir}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@click.argument("prepared", type=click.Path(file_okay=False))
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Decoder processes.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a tuning setting (tune_nbest, tune_iterations, tune_seed, "
+                   "tune_sentences).")
+def tune(model: str, prepared: str, threads: int, overrides: tuple[str, ...]) -> None:
+    """Re-tune the weights of the SMT MODEL by MERT on PREPARED's dev set."""
+    import dataclasses
+
+    from mtcompare.config import build_config
+    from mtcompare.smt.model import CONFIG_FILE, TUNING_SETTINGS, SMTConfig, retune_smt
+
+    given = [item.partition("=")[0].strip() for item in overrides]
+    unknown = [key for key in given if key not in TUNING_SETTINGS]
+    if unknown:
+        raise MtcError(f"--set {unknown[0]}: only tuning settings change here; "
+                       f"valid: {', '.join(TUNING_SETTINGS)}")
+    config_path = Path(model) / CONFIG_FILE
+    if not config_path.is_file():
+        raise MtcError(f"{model}: no {CONFIG_FILE}; train it with 'mtcompare train smt'")
+    stored = build_config(SMTConfig, config_path)
+    changes = build_config(SMTConfig, None, overrides)
+    config = dataclasses.replace(stored, **{key: getattr(changes, key) for key in given})
+    record = retune_smt(Path(model), Path(prepared), processes=threads, config=config)
+    click.echo(f"tuned {model}: dev BLEU (tokenised) {record['dev_bleu_untuned']:.2f} "
+               f"untuned -> {record['dev_bleu']:.2f}")
 
 
 @train.command("nmt")
@@ -177,19 +213,51 @@ def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
                    "(default: stdout).")
 @click.option("--prepared", type=click.Path(file_okay=False),
               help="Align the training split of a prepared directory instead.")
-@click.option("--iterations", default=5, show_default=True, type=click.IntRange(min=1),
-              help="EM iterations of IBM Model 1 in each direction.")
+@click.option("--alignment-model", type=click.Choice(["ibm1", "hmm"]),
+              help="What to train in each direction: IBM Model 1 alone, or IBM Model 1 "
+                   "then the HMM alignment model.  [default: hmm]")
+@click.option("--iterations", type=click.IntRange(min=1),
+              help="EM iterations of IBM Model 1 in each direction.  [default: 5]")
+@click.option("--hmm-iterations", type=click.IntRange(min=1),
+              help="EM iterations of the HMM in each direction, after IBM Model 1.  "
+                   "[default: 5]")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False),
+              help="Align with the models that --save-model wrote to this directory "
+                   "instead of training.")
+@click.option("--save-model", "save_dir", type=click.Path(file_okay=False),
+              help="Also save the trained models (both directions) to this directory, "
+                   "to align new pairs later with --model.")
 @click.option("--heuristic", default="grow-diag-final-and", show_default=True,
               type=click.Choice(["intersection", "union", "grow-diag", "grow-diag-final",
                                  "grow-diag-final-and"]))
 @click.option("--gold", type=click.Path(dir_okay=False),
               help="Gold links (i-j sure, i?j possible): print precision, recall, AER.")
 def align(input_path: str | None, output_path: str | None, prepared: str | None,
-          iterations: int, heuristic: str, gold: str | None) -> None:
-    """Word-align tokenised sentence pairs with IBM Model 1 both ways, symmetrised."""
+          alignment_model: str | None, iterations: int | None,
+          hmm_iterations: int | None, model_dir: str | None, save_dir: str | None,
+          heuristic: str, gold: str | None) -> None:
+    """Word-align tokenised sentence pairs both ways, symmetrised.
+
+    Trains IBM Model 1 then the HMM alignment model in each direction (or only
+    IBM Model 1), or aligns with models saved before (--model); words unseen in
+    training are placed by the HMM's jump model or, with IBM Model 1, unaligned.
+    """
     from mtcompare.fileio import decode_lines, read_lines, write_lines
-    from mtcompare.smt.align import (align_both_ways, alignment_error_rate, format_links,
-                                     parse_links)
+    from mtcompare.smt.align import (alignment_error_rate, format_links,
+                                     load_alignment_model, parse_links,
+                                     save_alignment_model, train_alignment_models)
+
+    if model_dir:
+        given = [option for option, value in (
+            ("--alignment-model", alignment_model), ("--iterations", iterations),
+            ("--hmm-iterations", hmm_iterations), ("--save-model", save_dir)) if value]
+        if given:
+            raise MtcError(f"--model {model_dir} aligns with models already trained; "
+                           f"drop {', '.join(given)}")
+    if hmm_iterations and alignment_model == "ibm1":
+        raise MtcError("--hmm-iterations sets HMM training; drop it or use "
+                       "--alignment-model hmm")
+    models = load_alignment_model(model_dir) if model_dir else None
 
     if prepared:
         from mtcompare.data.prepare import prepared_languages
@@ -198,23 +266,40 @@ def align(input_path: str | None, output_path: str | None, prepared: str | None,
         pairs = list(zip(read_lines(Path(prepared) / f"train.tok.{src_lang}"),
                          read_lines(Path(prepared) / f"train.tok.{tgt_lang}")))
         source_name = f"{prepared}/train.tok.{src_lang}"
+        languages = (src_lang, tgt_lang)
+        if models and models.languages not in (languages, ("source", "target")):
+            saved = "->".join(models.languages)
+            raise MtcError(f"--model {model_dir} aligns {saved} but {prepared} is "
+                           f"{src_lang}->{tgt_lang}; use a model of that direction")
     else:
         source_name = input_path or "<stdin>"
         lines = (read_lines(input_path) if input_path
                  else decode_lines(sys.stdin.buffer.read(), "<stdin>"))
         pairs = [_split_pair(line, source_name, number)
                  for number, line in enumerate(lines, start=1)]
+        languages = ("source", "target")
 
     usable = [index for index, (src, tgt) in enumerate(pairs) if src.split() and tgt.split()]
     if len(usable) < len(pairs):
         logger.warning("%s: %d pair(s) with an empty side get an empty alignment line",
                        source_name, len(pairs) - len(usable))
+    if save_dir and not usable:
+        raise MtcError(f"{source_name}: no pair has words on both sides; there is "
+                       "nothing to train a model to save on")
     alignments: list[set[tuple[int, int]]] = [set() for _ in pairs]
     if usable:
-        found = align_both_ways([pairs[index][0].split() for index in usable],
-                                [pairs[index][1].split() for index in usable],
-                                iterations, heuristic)
-        for index, links in zip(usable, found):
+        source = [pairs[index][0].split() for index in usable]
+        target = [pairs[index][1].split() for index in usable]
+        if models is None:
+            models = train_alignment_models(source, target, iterations or 5,
+                                            model=alignment_model or "hmm",
+                                            hmm_iterations=hmm_iterations or 5,
+                                            languages=languages)
+        if save_dir:
+            save_alignment_model(save_dir, models)
+            logger.info("alignment models (%s, both directions) saved to %s",
+                        models.kind, save_dir)
+        for index, links in zip(usable, models.align(source, target, heuristic)):
             alignments[index] = links
     output = [format_links(links) for links in alignments]
     if output_path:
@@ -294,21 +379,48 @@ def lm_ppl(arpa: str, input_path: str) -> None:
               help="Where to write translations (default: stdout).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
               help="Decoder processes (SMT) or torch threads (NMT).")
+@click.option("--n-best", "nbest_size", type=click.IntRange(min=1),
+              help="Also write the N best translations of each line (--n-best-out).")
+@click.option("--n-best-out", "nbest_path", type=click.Path(dir_okay=False),
+              help="Where to write the n-best list: 'line ||| text ||| features ||| score'.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False),
+              help="SMT: write each 1-best's phrase segmentation, 'the car |0-1| ...'.")
+@click.option("--untuned", is_flag=True,
+              help="SMT: translate with the configured weights, not the tuned ones.")
 def translate(model: str, input_path: str | None, output_path: str | None,
-              threads: int) -> None:
+              threads: int, nbest_size: int | None, nbest_path: str | None,
+              trace_path: str | None, untuned: bool) -> None:
     """Translate raw text with a trained SMT or NMT MODEL, line by line."""
     from mtcompare.fileio import decode_lines, read_lines, write_lines
     from mtcompare.translator import load_translator
 
+    if (nbest_size is None) != (nbest_path is None):
+        raise MtcError("--n-best N and --n-best-out FILE go together; give both")
     # A file is read before the (slow) model load, so a bad path fails at once;
     # stdin after it, so an error in the model does not wait for the input.
     lines = read_lines(input_path) if input_path else None
-    translator = load_translator(model, threads=threads)
+    translator = load_translator(model, threads=threads, tuned=not untuned)
+    wants_details = nbest_size is not None or trace_path is not None
+    if wants_details and not hasattr(translator, "translate_nbest"):
+        raise MtcError(f"{model}: this {translator.name.upper()} model gives no "
+                       "n-best lists or traces")
+    if trace_path is not None and translator.name != "smt":
+        raise MtcError("--trace shows SMT phrase segmentations; this is an NMT model")
     if lines is None:
         lines = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-    translations = translator.translate(lines)
+    if wants_details:
+        lists = translator.translate_nbest(lines, nbest_size or 1)
+        translations = [entries[0].text if entries else "" for entries in lists]
+    else:
+        translations = translator.translate(lines)
     if len(translations) != len(lines):
         raise MtcError(f"internal error: {len(lines)} lines in, {len(translations)} out")
+    if nbest_path is not None:
+        write_lines(nbest_path, (
+            f"{number} ||| {entry.text} ||| {entry.features} ||| {entry.score:.6g}"
+            for number, entries in enumerate(lists) for entry in entries))
+    if trace_path is not None:
+        write_lines(trace_path, (entries[0].trace if entries else "" for entries in lists))
     if output_path:
         write_lines(output_path, translations)
     else:

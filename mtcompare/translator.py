@@ -47,10 +47,11 @@ def read_model_info(model_dir: str | Path) -> dict:
     return info
 
 
-def load_translator(model_dir: str | Path, threads: int = 2) -> Translator:
+def load_translator(model_dir: str | Path, threads: int = 2, tuned: bool = True) -> Translator:
     """Load an SMT or NMT model directory as a :class:`Translator`.
 
-    ``threads``: decoder processes for SMT, torch threads for NMT.
+    ``threads``: decoder processes for SMT, torch threads for NMT. ``tuned``
+    false makes an SMT model use its configured weights instead of the tuned.
     """
     model_dir = Path(model_dir)
     info_path = model_dir / MODEL_INFO
@@ -63,7 +64,7 @@ def load_translator(model_dir: str | Path, threads: int = 2) -> Translator:
     if kind == "smt":
         from mtcompare.smt.model import SMTTranslator
 
-        return SMTTranslator.load(model_dir, processes=threads)
+        return SMTTranslator.load(model_dir, processes=threads, tuned=tuned)
     if kind == "nmt":
         import torch
 

@@ -24,7 +24,8 @@ from mtcompare.translator import load_translator
 TINY_NMT = ["embedding_size=32", "hidden_size=32", "vocab_size=300", "batch_tokens=600",
             "validate_every=20", "dev_bleu_sentences=10", "dev_perplexity_sentences=20",
             "max_steps=40"]
-FAST_SMT = ["ibm1_iterations=3", "stack_size=10", "phrase_limit=5", "max_phrase_length=4"]
+FAST_SMT = ["ibm1_iterations=3", "hmm_iterations=2", "stack_size=10", "phrase_limit=5",
+            "max_phrase_length=4", "tune_sentences=40", "tune_nbest=20", "tune_iterations=2"]
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ def render_markdown(results: dict) -> str:
     lines += ["", "Signatures:", ""]
     signatures = next(iter(results["systems"].values()))["signatures"]
     lines += [f"- {metric}: `{signature}`" for metric, signature in signatures.items()]
+    lines += _training_section(results["systems"])
     lines += ["", "## Ten test segments side by side", ""]
     lines += _examples(results["examples"], [name for name in results["systems"]
                                               if name != "copy-source"])
@@ -90,6 +91,26 @@ def _results_table(systems: dict) -> list[str]:
             f"{_size(system.get('model_bytes'))} |"
         )
     return rows
+
+
+def _training_section(systems: dict) -> list[str]:
+    """Training time per stage, and what tuning did, for the systems that say."""
+    lines: list[str] = []
+    for name, system in systems.items():
+        stages = system.get("stage_seconds")
+        if stages:
+            parts = ", ".join(f"{stage.replace('_', ' ')} {_duration(value)}"
+                              for stage, value in stages.items())
+            lines.append(f"- {name} training stages: {parts}.")
+        tuning = system.get("tuning")
+        if tuning:
+            lines.append(
+                f"- {name} tuning (MERT, {tuning['iterations']} iterations on "
+                f"{tuning['dev_sentences']:,} dev sentences): tokenised dev BLEU "
+                f"{tuning['dev_bleu_untuned']:.2f} untuned, {tuning['dev_bleu']:.2f} tuned "
+                f"(iteration {tuning['best_iteration']}; stopped: {tuning['stop_reason']})."
+            )
+    return ["", "## Training", "", *lines] if lines else []
 
 
 def _examples(examples: Sequence[dict], system_names: Sequence[str]) -> list[str]:

@@ -92,6 +92,8 @@ logger = logging.getLogger(__name__)
 
 # Moses' UnknownWordPenalty: the feature value of a copied unknown word.
 UNKNOWN_WORD_PENALTY = -100.0
+# Entries the decoder's LM score caches may hold (about 200 bytes each).
+LM_CACHE_SIZE = 2_000_000
 # Phrase-table and reordering probabilities are floored before taking logs.
 PROBABILITY_FLOOR = 1e-20
 # Orientations of a phrase with respect to the phrase before it.
@@ -299,6 +301,8 @@ class Decoder:
         self.config = config or DecoderConfig()
         self.reordering_table = reordering_table
         self._options_by_source: dict[tuple[str, ...], list[Option]] = {}
+        self._head_cache: dict[tuple[LMState, tuple[str, ...]], tuple[float, LMState]] = {}
+        self._word_cache: dict[tuple[LMState, str], tuple[float, LMState]] = {}
 
     # -- public API -------------------------------------------------------------
 
@@ -471,6 +475,17 @@ class Decoder:
             backward, forward, phrase_logs, reordering_logs,
         )
 
+    def lm_caches(self) -> tuple[dict, dict]:
+        """The LM score caches, emptied when they grow past ``LM_CACHE_SIZE``.
+
+        Common words after common contexts recur from sentence to sentence,
+        so most LM lookups of a corpus are answered from here.
+        """
+        if len(self._head_cache) + len(self._word_cache) > LM_CACHE_SIZE:
+            self._head_cache.clear()
+            self._word_cache.clear()
+        return self._head_cache, self._word_cache
+
     # -- features of a path ------------------------------------------------------
 
     def _path_features(
@@ -614,11 +629,9 @@ class _Search:
         ]
         self.floors = [-math.inf] * (self.length + 1)
         self.future_by_coverage: dict[int, float] = {}
-        # LM scores given a state: of a phrase's head, and of single words
-        self.head_cache: dict[
-            tuple[LMState, tuple[str, ...]], tuple[float, LMState]
-        ] = {}
-        self.word_cache: dict[tuple[LMState, str], tuple[float, LMState]] = {}
+        # LM scores given a state, of a phrase's head and of single words,
+        # shared by all the sentences a decoder translates
+        self.head_cache, self.word_cache = decoder.lm_caches()
         # for n-best lists: id(winner) -> (winner, hypotheses it recombined)
         self.arcs: dict[int, tuple[Hypothesis, list[Hypothesis]]] | None = (
             {} if keep_arcs else None
@@ -680,6 +693,7 @@ class _Search:
             lowest = highest = first_gap
             highest += 1
         head_cache = self.head_cache
+        threshold = self.config.beam_threshold
         for start in range(lowest, highest):
             if coverage >> start & 1:
                 continue
@@ -705,6 +719,13 @@ class _Search:
                 for option in span_options:
                     (_, static, _, head, tail_score, tail_state, backward, forward,
                      _, _) = option
+                    partial = (
+                        span_base + static + backward[orientation] + lm_weight * tail_score
+                    )
+                    if partial + future < floor:
+                        # the head's LM score is a log probability, at most 0:
+                        # this option cannot reach the stack, so skip scoring it
+                        continue
                     lm_key = (lm_state, head)
                     head_result = head_cache.get(lm_key)
                     if head_result is None:
@@ -713,15 +734,14 @@ class _Search:
                     head_score, new_state = head_result
                     if tail_state is not None:
                         new_state = tail_state
-                    new_score = (
-                        span_base
-                        + static
-                        + backward[orientation]
-                        + lm_weight * (head_score + tail_score)
-                    )
+                    new_score = partial + lm_weight * head_score
                     estimate = new_score + future
                     if estimate < floor:
                         continue
+                    if estimate - threshold > floor:
+                        # threshold pruning, applied while the stack fills:
+                        # nothing this far below a hypothesis in it survives
+                        floor = self.floors[stack_index] = estimate - threshold
                     if use_reordering:
                         key = (new_coverage, end, new_state, start, forward)
                     else:
@@ -784,7 +804,9 @@ class _Search:
         ranked = sorted(stack.items(), key=lambda item: item[1][0], reverse=True)[:size]
         self.stacks[stack_index] = dict(ranked)
         self.floors[stack_index] = max(
-            ranked[-1][1][0], ranked[0][1][0] - self.config.beam_threshold
+            self.floors[stack_index],
+            ranked[-1][1][0],
+            ranked[0][1][0] - self.config.beam_threshold,
         )
 
     # -- complete translations ----------------------------------------------------
@@ -815,29 +837,49 @@ class _Search:
             total, best = max(finals, key=lambda pair: pair[0])
             return [(total, _phrases_of(_chain_from([best])))]
 
-        # heap of (-score, tie-break, hypotheses chosen from the end, first free)
-        queue = [(-total, order, [final], 0) for order, (total, final) in enumerate(finals)]
+        # Heap entries: (-score, tie-break, base chain, index, rank). The path
+        # is the base chain's first ``index`` hypotheses, then the arc of rank
+        # ``rank`` into the state at ``index``, then that arc's best path back.
+        # A popped path pushes its next sibling (rank + 1) and, at each later
+        # index, its own best detour (rank 0), so the queue grows by about
+        # the path length per pop instead of by every arc.
+        arcs = {key: sorted(losers, key=_by_score, reverse=True)
+                for key, (_, losers) in self.arcs.items()}
+        queue: list[tuple] = []
+        order = 0
+        for total, final in finals:
+            queue.append((-total, order, [final], 0, -1))
+            order += 1
         heapq.heapify(queue)
-        order = len(queue)
         results: list[tuple[float, list[tuple[int, int, Option]]]] = []
         seen: set[tuple[str, ...]] = set()
         pops_left = 20 * size  # duplicates of one word sequence are skipped
         while queue and len(results) < size and pops_left > 0:
             pops_left -= 1
-            negative_total, _, chosen, free_from = heapq.heappop(queue)
-            chain = _chain_from(chosen)
+            negative_total, _, base, index, rank = heapq.heappop(queue)
+            total = -negative_total
+            if rank < 0:
+                chain = _chain_from(base)
+            else:
+                winner = base[index]
+                siblings = arcs[id(winner)]
+                chain = _chain_from(base[:index] + [siblings[rank]])
+                if rank + 1 < len(siblings):
+                    sibling_total = total - siblings[rank][1] + siblings[rank + 1][1]
+                    heapq.heappush(
+                        queue, (-sibling_total, order, base, index, rank + 1)
+                    )
+                    order += 1
             phrases = _phrases_of(chain)
             words = tuple(word for _, _, option in phrases for word in option.target)
             if not (distinct and words in seen):
                 seen.add(words)
-                results.append((-negative_total, phrases))
-            for index in range(free_from, len(chain)):
-                winner = chain[index]
-                for loser in self.arcs.get(id(winner), (winner, ()))[1]:
-                    total = -negative_total - winner[1] + loser[1]
-                    heapq.heappush(
-                        queue, (-total, order, chain[:index] + [loser], index + 1)
-                    )
+                results.append((total, phrases))
+            for later in range(index + 1 if rank >= 0 else 0, len(chain)):
+                best_detour = arcs.get(id(chain[later]))
+                if best_detour:
+                    detour_total = total - chain[later][1] + best_detour[0][1]
+                    heapq.heappush(queue, (-detour_total, order, chain, later, 0))
                     order += 1
         return results
 
@@ -860,3 +902,7 @@ def _phrases_of(chain: list[Hypothesis]) -> list[tuple[int, int, Option]]:
 
 def _by_estimate(hypothesis: Hypothesis) -> float:
     return hypothesis[0]
+
+
+def _by_score(hypothesis: Hypothesis) -> float:
+    return hypothesis[1]
