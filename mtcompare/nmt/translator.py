@@ -8,6 +8,13 @@ text. Empty lines give empty lines without touching the model, and a source
 longer than the longest training pair is cut to that length rather than
 refused, so a caller always gets one output line per input line. A damaged
 model directory is reported as one line naming the damaged file.
+
+Two views inside the search are offered besides the 1-best text: the n best
+translations of each line (:meth:`NMTTranslator.translate_nbest`, in the
+record the SMT side writes, so ``mtcompare translate --n-best`` serves both),
+and the attention weights with which the decoder read the source while it
+wrote the 1-best translation of one line (:meth:`NMTTranslator.attention`),
+one row per target piece and one column per source piece.
 """
 
 from __future__ import annotations
@@ -16,21 +23,30 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from mtcompare.config import config_from_dict
-from mtcompare.data.subword import SubwordModel
+from mtcompare.data.subword import EOS_ID, SubwordModel
 from mtcompare.data.tokenize import Preprocessor
 from mtcompare.errors import MtcError
+from mtcompare.nmt.batching import pad
 from mtcompare.nmt.model import Seq2Seq
-from mtcompare.nmt.search import SearchConfig, translate_ids
+from mtcompare.nmt.search import (
+    Hypothesis,
+    SearchConfig,
+    attention_matrix,
+    beam_search,
+    translate_ids,
+)
 from mtcompare.nmt.train import CONFIG_FILE, NMTConfig, load_checkpoint, restore_model
+from mtcompare.smt.model import NBestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +132,67 @@ class NMTTranslator:
     def translate(self, lines: Sequence[str]) -> list[str]:
         """Raw lines in, raw translations out: same count, same order."""
         start = time.monotonic()
+        sources = self._encode(lines)
+        with torch.inference_mode():
+            outputs = translate_ids(
+                self.model, sources, self.search, self.device, self.batch_tokens
+            )
+        translations = [self._decode(ids) for ids in outputs]
+        self._log_rate(len(lines), start)
+        return translations
+
+    def translate_nbest(
+        self, lines: Sequence[str], size: int
+    ) -> list[list[NBestEntry]]:
+        """The ``size`` best translations of each line, best first.
+
+        The beam is widened to ``size`` when it is narrower. An entry's score
+        is the length-normalised one the search ranks by; its features are
+        ``logprob= L``, the log-probability of the pieces and the end symbol;
+        its trace is empty. An empty line gets one empty translation.
+        """
+        if size < 1:
+            raise MtcError(f"n-best size must be at least 1, got {size}")
+        start = time.monotonic()
+        search = self.search
+        if search.beam_size < size:
+            search = dataclasses.replace(search, beam_size=size)
+        sources = self._encode(lines)
+        found = self._search(sources, search, size)
+        lists = [
+            (
+                [self._entry(hypothesis) for hypothesis in hypotheses]
+                if source
+                else [NBestEntry("", 0.0, "", "")]
+            )
+            for source, hypotheses in zip(sources, found)
+        ]
+        self._log_rate(len(lines), start)
+        return lists
+
+    def attention(self, line: str) -> tuple[list[str], list[str], list[list[float]]]:
+        """The attention weights of one line's 1-best translation.
+
+        Returns the source pieces and the target pieces, each ending in the
+        end symbol, and a matrix with one row per target piece and one column
+        per source piece: row i holds the weights with which the decoder read
+        the source when it wrote target piece i, and sums to one. An empty
+        line gives three empty lists.
+        """
+        (source,) = self._encode([line])
+        if not source:
+            return [], [], []
+        (hypotheses,) = self._search([source], self.search, 1)
+        target = hypotheses[0].pieces if hypotheses else []
+        with torch.inference_mode():
+            weights = attention_matrix(self.model, source, target)
+        end = self.target_subwords.id_to_piece(EOS_ID)
+        source_pieces = [self.source_subwords.id_to_piece(i) for i in source] + [end]
+        target_pieces = [self.target_subwords.id_to_piece(i) for i in target] + [end]
+        return source_pieces, target_pieces, weights.cpu().tolist()
+
+    def _encode(self, lines: Sequence[str]) -> list[list[int]]:
+        """Source piece ids of raw lines, each cut to the model's length limit."""
         sources = []
         truncated = 0
         for line in lines:
@@ -131,24 +208,64 @@ class NMTTranslator:
                 truncated,
                 self.max_source_length,
             )
+        return sources
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        """Raw text of target piece ids (an empty list gives an empty line)."""
+        tokens = self.target_subwords.decode(ids).split()
+        return self.target_preprocessor.decode(tokens) if tokens else ""
+
+    def _entry(self, hypothesis: Hypothesis) -> NBestEntry:
+        return NBestEntry(
+            self._decode(hypothesis.pieces),
+            hypothesis.score,
+            f"logprob= {hypothesis.log_probability:.6g}",
+            "",
+        )
+
+    def _search(
+        self, sources: Sequence[list[int]], search: SearchConfig, n_best: int
+    ) -> list[list[Hypothesis]]:
+        """The ``n_best`` best hypotheses of every source (none for an empty one),
+        decoded in batches of sentences of similar length."""
+        found: list[list[Hypothesis]] = [[] for _ in sources]
         with torch.inference_mode():
-            outputs = translate_ids(
-                self.model, sources, self.search, self.device, self.batch_tokens
-            )
-        translations = []
-        for ids in outputs:  # an empty source has an empty output
-            tokens = self.target_subwords.decode(ids).split()
-            translations.append(
-                self.target_preprocessor.decode(tokens) if tokens else ""
-            )
+            for chunk in _length_sorted_chunks(
+                sources, search.beam_size, self.batch_tokens
+            ):
+                src = pad([sources[i] + [EOS_ID] for i in chunk]).to(self.device)
+                src_lengths = torch.tensor(
+                    [len(sources[i]) + 1 for i in chunk], device=self.device
+                )  # batch
+                results = beam_search(self.model, src, src_lengths, search, n_best)
+                for index, hypotheses in zip(chunk, results):
+                    found[index] = hypotheses
+        return found
+
+    def _log_rate(self, count: int, start: float) -> None:
         seconds = time.monotonic() - start
         logger.info(
             "translated %s lines in %.1f s, %.1f lines/s",
-            f"{len(lines):,}",
+            f"{count:,}",
             seconds,
-            len(lines) / max(seconds, 1e-9),
+            count / max(seconds, 1e-9),
         )
-        return translations
+
+
+def _length_sorted_chunks(
+    sources: Sequence[list[int]], beam_size: int, batch_tokens: int
+) -> Iterator[list[int]]:
+    """Indices of the non-empty sources, longest first, in chunks whose padded
+    size times the beam stays within ``batch_tokens`` (at least one each)."""
+    order = sorted(
+        (i for i in range(len(sources)) if sources[i]), key=lambda i: -len(sources[i])
+    )
+    start = 0
+    while start < len(order):
+        longest = len(sources[order[start]]) + 1  # with the end symbol
+        size = max(1, batch_tokens // (longest * beam_size))
+        yield order[start : start + size]
+        start += size
 
 
 def _read_settings(path: Path) -> dict[str, Any]:
