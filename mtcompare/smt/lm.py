@@ -97,6 +97,12 @@ class NGramLanguageModel:
         self.discounts = list(discounts)
         self.vocabulary = frozenset(ngram[0] for ngram in entries if len(ngram) == 1)
         self.histories = frozenset(ngram[:-1] for ngram in entries if len(ngram) > 1)
+        # what ``score`` reads: per n-gram (natural-log P, natural-log backoff,
+        # is it the history of a longer n-gram), in one lookup
+        self._scores = {
+            ngram: (log_prob * LN10, backoff * LN10, ngram in self.histories)
+            for ngram, (log_prob, backoff) in entries.items()
+        }
 
     # -- scoring --------------------------------------------------------------
 
@@ -114,21 +120,27 @@ class NGramLanguageModel:
         """
         if word not in self.vocabulary:
             word = UNK
-        entries = self.entries
-        history = state
+        scores = self._scores
+        ngram = state + (word,)
+        entry = scores.get(ngram)
         backoff = 0.0
-        entry = entries.get(history + (word,))
         while entry is None:
-            history_entry = entries.get(history)
-            if history_entry is not None:
-                backoff += history_entry[1]
-            history = history[1:]
-            entry = entries.get(history + (word,))
-        new_state = (history + (word,))[-(self.order - 1) :] if self.order > 1 else ()
-        histories = self.histories
-        while new_state and new_state not in histories:
-            new_state = new_state[1:]
-        return (entry[0] + backoff) * LN10, new_state
+            # back off: the history's weight, then one word less of history
+            history = scores.get(ngram[:-1])
+            if history is not None:
+                backoff += history[1]
+            ngram = ngram[1:]
+            entry = scores.get(ngram)
+        # The next state is a suffix of the n-gram found (a longer suffix of
+        # state + word is no n-gram of the model, so no history either).
+        if len(ngram) >= self.order:
+            ngram = ngram[1:]
+        while ngram:
+            suffix = scores.get(ngram)
+            if suffix is not None and suffix[2]:
+                break
+            ngram = ngram[1:]
+        return entry[0] + backoff, ngram
 
     def score_words(
         self, state: LMState, words: Sequence[str]
