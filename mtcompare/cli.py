@@ -200,7 +200,8 @@ def train_nmt_command(prepared: str, out_dir: str, max_minutes: float | None,
     config = build_config(NMTConfig, config_path, overrides,
                           max_minutes=max_minutes, threads=threads)
     train_nmt(Path(prepared), Path(out_dir), config)
-    click.echo(f"NMT model written to {out_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process says it
+        click.echo(f"NMT model written to {out_dir}")
 
 
 # ---- word alignment ------------------------------------------------------------
@@ -426,6 +427,34 @@ def translate(model: str, input_path: str | None, output_path: str | None,
     else:
         sys.stdout.write("".join(line + "\n" for line in translations))
         sys.stdout.flush()
+
+
+@cli.command()
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option("--line", "text", required=True, help="One raw source sentence.")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
+              help="JSON file to write (default: stdout).")
+def attention(model: str, text: str, output_path: str | None) -> None:
+    """Export the attention weights of an NMT MODEL's translation of one line.
+
+    Writes JSON: {"source": pieces, "target": pieces, "weights": one row per
+    target piece, one column per source piece, each row summing to one}.
+    """
+    import json
+
+    from mtcompare.fileio import write_text
+    from mtcompare.translator import load_translator
+
+    translator = load_translator(model, threads=1)
+    if not hasattr(translator, "attention"):
+        raise MtcError(f"{model}: attention weights exist only for NMT models")
+    source, target, weights = translator.attention(text)
+    record = json.dumps({"source": source, "target": target, "weights": weights},
+                        ensure_ascii=False) + "\n"
+    if output_path:
+        write_text(output_path, record)
+    else:
+        sys.stdout.write(record)
 
 
 @cli.command()

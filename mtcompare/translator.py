@@ -9,6 +9,7 @@ count, same order. Tokenisation happens inside, through the shared
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -21,6 +22,20 @@ class Translator(Protocol):
     name: str
 
     def translate(self, lines: Sequence[str]) -> list[str]: ...
+
+
+@dataclass
+class NBestEntry:
+    """One translation of an n-best list, as ``mtcompare translate`` writes it.
+
+    Translators that give n-best lists have
+    ``translate_nbest(lines, size) -> list[list[NBestEntry]]``, best first.
+    """
+
+    text: str
+    score: float
+    features: str  # SMT: "LM0= ... TranslationModel0= ..." as in Moses; NMT: "logprob= ..."
+    trace: str  # SMT: the phrase segmentation, "the red car |0-1| ..."; NMT: ""
 
 
 def write_model_info(model_dir: Path, kind: str, **extra: object) -> None:

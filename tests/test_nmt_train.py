@@ -911,3 +911,19 @@ def test_attention_rows_sum_to_one_over_the_source_pieces(
     text = translator.target_preprocessor.decode(tokens) if tokens else ""
     assert text == translator.translate([line])[0]
     assert translator.attention("  ") == ([], [], [])
+
+
+def test_cli_exports_attention_as_json(trained_model: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mtcompare.cli import cli
+
+    out = tmp_path / "attention.json"
+    result = CliRunner().invoke(
+        cli, ["attention", str(trained_model), "--line", "Tres cuatro cinco .", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert len(record["weights"]) == len(record["target"])
+    assert all(len(row) == len(record["source"]) for row in record["weights"])
+    assert all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in record["weights"])

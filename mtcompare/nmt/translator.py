@@ -46,7 +46,7 @@ from mtcompare.nmt.search import (
     translate_ids,
 )
 from mtcompare.nmt.train import CONFIG_FILE, NMTConfig, load_checkpoint, restore_model
-from mtcompare.smt.model import NBestEntry
+from mtcompare.translator import NBestEntry
 
 logger = logging.getLogger(__name__)
 

@@ -79,7 +79,7 @@ from mtcompare.smt.phrases import (
 )
 from mtcompare.smt.reordering import ReorderingTable
 from mtcompare.smt.symmetrize import HEURISTICS
-from mtcompare.translator import MODEL_INFO, read_model_info, write_model_info
+from mtcompare.translator import MODEL_INFO, NBestEntry, read_model_info, write_model_info
 
 logger = logging.getLogger(__name__)
 
@@ -567,7 +567,7 @@ class SMTTranslator:
         """Translate raw lines; same count and order, an empty line stays empty."""
         return [entries[0].text for entries in self.translate_nbest(lines, 1)]
 
-    def translate_nbest(self, lines: Sequence[str], size: int) -> list[list["NBestEntry"]]:
+    def translate_nbest(self, lines: Sequence[str], size: int) -> list[list[NBestEntry]]:
         """The ``size`` best distinct translations of each line, best first.
 
         Each entry has the raw text, the model score, Moses-style feature
@@ -628,13 +628,13 @@ class SMTTranslator:
             chunk_counts.append(len(pieces))
         return chunks, chunk_counts
 
-    def _entry(self, translation: Translation) -> "NBestEntry":
+    def _entry(self, translation: Translation) -> NBestEntry:
         text = self.target_preprocessor.decode(translation.words) if translation.words else ""
         line = format_nbest_line(0, "", translation, self.decoder.config.weights)
         return NBestEntry(text, translation.score, line.split(" ||| ")[2],
                           format_trace(translation))
 
-    def _joined_entry(self, translations: list[Translation]) -> "NBestEntry":
+    def _joined_entry(self, translations: list[Translation]) -> NBestEntry:
         words = [word for translation in translations for word in translation.words]
         features = tuple(
             sum(values) for values in zip(*(t.features for t in translations))
@@ -643,16 +643,6 @@ class SMTTranslator:
         entry = self._entry(joined)
         trace = " ".join(format_trace(t) for t in translations)
         return NBestEntry(entry.text, entry.score, entry.features, trace)
-
-
-@dataclass
-class NBestEntry:
-    """One translation of an n-best list, as ``mtcompare translate`` writes it."""
-
-    text: str
-    score: float
-    features: str  # "LM0= ... TranslationModel0= ..." as in Moses' n-best lists
-    trace: str  # the phrase segmentation, "the red car |0-1| ..."
 
 
 def _read_tuned_weights(path: Path) -> DecoderWeights:
