@@ -361,3 +361,13 @@ def test_cli_train_no_tune_then_tune(trained, tmp_path, capsys):
     assert code == 0, err
     assert "dev BLEU" in out and (model / "weights.json").is_file()
     assert json.loads((model / "config.json").read_text())["tune_iterations"] == 2
+
+
+def test_the_example_config_file_lists_every_default():
+    path = Path(__file__).resolve().parents[1] / "configs" / "smt.yaml"
+    assert build_config(SMTConfig, path) == SMTConfig()
+    import yaml
+
+    assert set(yaml.safe_load(path.read_text(encoding="utf-8"))) == set(
+        SMTConfig.__dataclass_fields__
+    )
