@@ -219,6 +219,46 @@ def test_line_search_finds_an_unbounded_optimum_by_hand() -> None:
     )
 
 
+def test_line_search_keeps_nonnegative_weights_at_or_above_zero() -> None:
+    # The unbounded case above: the best interval (-inf, -1) needs weight 1
+    # (= gamma) negative. Keeping weight 1 >= 0 limits gamma to [0, inf); the
+    # best feasible interval is then (1, inf), BLEU 100 * (440/2880)^(1/4),
+    # and the step goes one unit past its end, to g = 2.
+    nbest = two_sentence_case(
+        [
+            [("a b c d x", (1, 0)), ("a b c d e", (0, 1))],
+            [("p q r s t u v", (0, -1)), ("p q r z t u v", (1, 0))],
+        ],
+        ["a b c d e", "p q r s t u v"],
+    )
+    nonnegative = np.array([False, True])
+    result = line_search(nbest, WEIGHTS, DIRECTION, nonnegative)
+    assert result.interval == (1.0, np.inf)
+    assert result.gamma == 2.0
+    assert result.bleu == pytest.approx(100 * (440 / 2880) ** 0.25)
+    # along (0, -1) weight 1 = -gamma, so only gamma <= 0 is feasible: the
+    # same best interval, seen from the other side, ends at 0 or below
+    backwards = line_search(nbest, WEIGHTS, -DIRECTION, nonnegative)
+    assert backwards.gamma <= 0.0 and backwards.interval[1] <= 0.0
+    assert (WEIGHTS - backwards.gamma * DIRECTION)[1] >= 0
+
+
+def test_optimiser_respects_nonnegative_features() -> None:
+    rng = np.random.default_rng(4)
+    references = [random_sentence(rng) for _ in range(30)]
+    lists = []
+    for reference in references:
+        entries = [(corrupt(rng, reference, int(rng.integers(0, 4))), rng.normal(size=3))
+                   for _ in range(8)]
+        lists.append(entries)
+    nbest = NBestLists.from_lists(lists, references)
+    free = optimise_weights(nbest, np.array([0.3, 0.3, 0.4]), seed=1)
+    mask = np.array([True, True, False])
+    kept = optimise_weights(nbest, np.array([0.3, 0.3, 0.4]), nonnegative=mask, seed=1)
+    assert (kept.weights[mask] >= 0).all()
+    assert (free.weights[mask] < 0).any()  # the constraint had something to do
+
+
 def test_line_search_prefers_the_tied_interval_nearest_the_current_weights() -> None:
     # Both sentences wrong by their last word when not perfect, so one perfect
     # sentence and one wrong one give the same statistics either way:

@@ -722,7 +722,7 @@ class _Search:
                     partial = (
                         span_base + static + backward[orientation] + lm_weight * tail_score
                     )
-                    if partial + future < floor:
+                    if partial + future < floor and lm_weight >= 0:
                         # the head's LM score is a log probability, at most 0:
                         # this option cannot reach the stack, so skip scoring it
                         continue

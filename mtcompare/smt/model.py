@@ -90,6 +90,14 @@ REORDERING_TABLE_FILE = "reordering-table.gz"
 WEIGHTS_FILE = "weights.json"
 TUNING_DIR = "tuning"
 REORDERING_MODELS = ("distance", "msd-bidirectional-fe")
+# MERT keeps these weights at or above zero: log probabilities (LM, phrase
+# and reordering tables) and the distortion penalty, which rewards jumps
+# when its weight is negative. Without this a weight vector that is best on
+# the n-best pool can make the next decoding reorder at random.
+NONNEGATIVE_FEATURES = tuple(
+    name for name in FEATURE_NAMES
+    if name == "LM" or name == "Distortion" or name.startswith(("TM_", "LR_"))
+)
 # Settings that only tuning reads: changing them keeps the trained tables.
 TUNING_SETTINGS = ("tune", "tune_nbest", "tune_iterations", "tune_seed", "tune_sentences")
 # Decode in worker processes only when there are enough lines to pay for them.
@@ -269,6 +277,14 @@ def tune_smt(
     # beam threshold (in score units) pruning as much as it does untuned.
     initial = np.asarray(config.weights.vector())
     scale = float(np.abs(initial).sum())
+    kept_nonnegative = np.isin(FEATURE_NAMES, NONNEGATIVE_FEATURES)
+    if (initial[kept_nonnegative] < 0).any():
+        logger.warning(
+            "tuning starts the negative weights of %s at 0: MERT keeps them "
+            "non-negative",
+            ", ".join(np.asarray(FEATURE_NAMES)[kept_nonnegative & (initial < 0)]),
+        )
+        initial = np.where(kept_nonnegative, np.maximum(initial, 0.0), initial)
 
     def decode_nbest(weights: np.ndarray) -> list[list[tuple[list[str], np.ndarray]]]:
         decoder.set_weights(DecoderWeights.from_vector(weights * scale))
@@ -289,6 +305,7 @@ def tune_smt(
         nbest_size=config.tune_nbest,
         seed=config.tune_seed,
         state_dir=state_dir,
+        nonnegative_features=NONNEGATIVE_FEATURES,
     )
     best = DecoderWeights.from_vector(result.weights * scale)
     record = {
@@ -394,6 +411,7 @@ def _start_tuning_state(
     for line in sources + references:
         digest.update(" ".join(line).encode("utf-8") + b"\n")
     identity = {
+        "nonnegative_features": list(NONNEGATIVE_FEATURES),
         "dev_sha1": digest.hexdigest(),
         "settings": {name: getattr(config, name) for name in TUNING_SETTINGS},
         "weights": dataclasses.asdict(config.weights),

@@ -464,12 +464,37 @@ class LineSearchResult:
 
 
 def line_search(
-    nbest: NBestLists, weights: np.ndarray, direction: np.ndarray
+    nbest: NBestLists,
+    weights: np.ndarray,
+    direction: np.ndarray,
+    nonnegative: np.ndarray | None = None,
 ) -> LineSearchResult:
-    """Maximise corpus BLEU exactly along ``weights + gamma * direction`` (Och 2003, sec. 6)."""
-    intercepts = nbest.features @ np.asarray(weights, dtype=np.float64)  # entries
-    slopes = nbest.features @ np.asarray(direction, dtype=np.float64)  # entries
-    return _line_search(nbest, intercepts, slopes, None)
+    """Maximise corpus BLEU exactly along ``weights + gamma * direction`` (Och 2003, sec. 6).
+
+    ``nonnegative`` (a boolean mask) limits gamma to where those weights stay >= 0.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    direction = np.asarray(direction, dtype=np.float64)
+    intercepts = nbest.features @ weights  # entries
+    slopes = nbest.features @ direction  # entries
+    bounds = feasible_gammas(weights, direction, nonnegative)
+    return _line_search(nbest, intercepts, slopes, None, bounds)
+
+
+def feasible_gammas(
+    weights: np.ndarray, direction: np.ndarray, nonnegative: np.ndarray | None
+) -> tuple[float, float]:
+    """The gamma range in which ``weights + gamma * direction`` keeps the
+    ``nonnegative`` weights at or above zero (the whole line without a mask)."""
+    low, high = -math.inf, math.inf
+    if nonnegative is None:
+        return low, high
+    for weight, step in zip(weights[nonnegative], direction[nonnegative]):
+        if step > 0:
+            low = max(low, -weight / step)
+        elif step < 0:
+            high = min(high, -weight / step)
+    return low, high
 
 
 def _line_search(
@@ -477,12 +502,13 @@ def _line_search(
     intercepts: np.ndarray,
     slopes: np.ndarray,
     slope_order: SlopeOrder | None,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
 ) -> LineSearchResult:
     if slope_order is None:
         slope_order = sort_by_slope(slopes, nbest.layout)
     envelopes = _envelopes(intercepts, slopes, nbest.layout, slope_order)
     lower, upper, statistics = _interval_statistics(envelopes, nbest.statistics)
-    return _best_interval(lower, upper, bleu_from_statistics(statistics))
+    return _best_interval(lower, upper, bleu_from_statistics(statistics), bounds)
 
 
 def _interval_statistics(
@@ -513,10 +539,20 @@ def _interval_statistics(
 
 
 def _best_interval(
-    lower: np.ndarray, upper: np.ndarray, bleu: np.ndarray
+    lower: np.ndarray,
+    upper: np.ndarray,
+    bleu: np.ndarray,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
 ) -> LineSearchResult:
-    """The interval of highest BLEU; of equals, the one nearest gamma = 0."""
+    """The interval of highest BLEU within ``bounds``; of equals, the one nearest gamma = 0.
+
+    Intervals are cut to ``bounds`` first; gamma = 0 is always inside them
+    (the current weights are feasible), so some interval always remains.
+    """
+    lower, upper = np.maximum(lower, bounds[0]), np.minimum(upper, bounds[1])
     eligible = (upper - lower) > MIN_INTERVAL_WIDTH  # the unbounded ends always are
+    if not eligible.any():  # a feasible range narrower than any interval: stay
+        eligible = (lower <= 0) & (upper >= 0)
     best_bleu = bleu[eligible].max()
     distance = np.where(lower > 0, lower, np.where(upper < 0, -upper, 0.0))
     ties = np.flatnonzero(eligible & (bleu == best_bleu))
@@ -590,6 +626,7 @@ def optimise_weights(
     initial_weights: np.ndarray,
     *,
     fixed: np.ndarray | None = None,
+    nonnegative: np.ndarray | None = None,
     config: OptimiserConfig = OptimiserConfig(),
     seed: int | Sequence[int] = 0,
 ) -> OptimisationResult:
@@ -598,7 +635,9 @@ def optimise_weights(
     Climbs from ``initial_weights`` and from ``config.random_restarts`` random
     points (free weights uniform in [-1, 1]) and returns the best end point;
     the given weights win ties. ``fixed`` is a boolean mask of features whose
-    weights never change. Randomness comes from ``numpy.random.default_rng(seed)``.
+    weights never change, ``nonnegative`` one of features whose weights stay
+    at or above zero (random starts draw those from [0, 1]). Randomness comes
+    from ``numpy.random.default_rng(seed)``.
     """
     began = time.monotonic()
     initial = np.asarray(initial_weights, dtype=np.float64)
@@ -611,11 +650,22 @@ def optimise_weights(
         if fixed is None
         else np.asarray(fixed, dtype=bool)
     )
+    nonnegative = (
+        np.zeros(len(initial), dtype=bool)
+        if nonnegative is None
+        else np.asarray(nonnegative, dtype=bool)
+    )
+    if (initial[nonnegative] < 0).any():
+        raise MtcError(
+            "initial weights break their own constraint: features kept non-negative "
+            "start negative; start from weights at or above zero"
+        )
     rng = np.random.default_rng(seed)
-    climber = _HillClimber(nbest, fixed, config, rng)
+    climber = _HillClimber(nbest, fixed, config, rng, nonnegative)
     starts = [normalise_weights(initial, fixed)]
     starts += [
-        _random_start(initial, fixed, rng) for _ in range(config.random_restarts)
+        _random_start(initial, fixed, rng, nonnegative)
+        for _ in range(config.random_restarts)
     ]
 
     best_weights, best_bleu = starts[0], -1.0
@@ -651,10 +701,14 @@ def optimise_weights(
 
 
 def _random_start(
-    initial: np.ndarray, fixed: np.ndarray, rng: np.random.Generator
+    initial: np.ndarray,
+    fixed: np.ndarray,
+    rng: np.random.Generator,
+    nonnegative: np.ndarray,
 ) -> np.ndarray:
     start = initial.copy()
     start[~fixed] = rng.uniform(-1.0, 1.0, size=int((~fixed).sum()))
+    start[nonnegative & ~fixed] = np.abs(start[nonnegative & ~fixed])
     return normalise_weights(start, fixed)
 
 
@@ -675,9 +729,11 @@ class _HillClimber:
         fixed: np.ndarray,
         config: OptimiserConfig,
         rng: np.random.Generator,
+        nonnegative: np.ndarray | None = None,
     ) -> None:
         self.nbest = nbest
         self.fixed = fixed
+        self.nonnegative = nonnegative
         self.config = config
         self.rng = rng
         self.line_searches = 0
@@ -691,7 +747,10 @@ class _HillClimber:
         while improved:
             improved = False
             for direction, slopes, slope_order in self._directions():
-                result = _line_search(self.nbest, intercepts, slopes, slope_order)
+                bounds = feasible_gammas(weights, direction, self.nonnegative)
+                result = _line_search(
+                    self.nbest, intercepts, slopes, slope_order, bounds
+                )
                 self.line_searches += 1
                 if result.bleu <= bleu + self.config.tolerance:
                     continue
@@ -892,6 +951,7 @@ def tune(
     seed: int = 0,
     state_dir: str | Path | None = None,
     fixed_features: Sequence[str] = (),
+    nonnegative_features: Sequence[str] = (),
     optimiser: OptimiserConfig = OptimiserConfig(),
     weight_tolerance: float = 1e-5,
 ) -> TuningResult:
@@ -906,7 +966,11 @@ def tune(
     n-best entries so far. Tuning stops when no new entry entered the pool,
     when the optimised weights differ from the decoded ones by at most
     ``weight_tolerance`` in every feature, or after ``max_iterations``.
-    Features named in ``fixed_features`` keep their initial weight.
+    Features named in ``fixed_features`` keep their initial weight; those in
+    ``nonnegative_features`` keep weights at or above zero. Without such
+    constraints, weights that look best on the n-best pool can be absurd
+    for the search: a negative distortion weight rewards every jump, and the
+    next iteration decodes word salad.
 
     With ``state_dir``, every finished iteration is saved there atomically
     (``history.json`` and the pool ``pool-NNN.npz`` it names); a later call
@@ -921,6 +985,7 @@ def tune(
     references = [_as_tokens(reference) for reference in references]
     initial = np.asarray(initial_weights, dtype=np.float64)
     fixed = _fixed_mask(feature_names, fixed_features)
+    nonnegative = _fixed_mask(feature_names, nonnegative_features)
     _check_tuning_arguments(
         references, feature_names, initial, max_iterations, nbest_size
     )
@@ -933,6 +998,7 @@ def tune(
         seed,
         optimiser,
         weight_tolerance,
+        nonnegative_features,
     )
     state_dir = Path(state_dir) if state_dir is not None else None
 
@@ -965,6 +1031,7 @@ def tune(
             fixed,
             optimiser,
             seed,
+            nonnegative,
         )
         history.append(record)
         if state_dir is not None:
@@ -1041,6 +1108,7 @@ def _tuning_iteration(
     fixed: np.ndarray,
     optimiser: OptimiserConfig,
     seed: int,
+    nonnegative: np.ndarray | None = None,
 ) -> IterationRecord:
     """Decode with ``weights``, merge the n-best lists into ``pool``, optimise on the pool."""
     began = time.monotonic()
@@ -1056,7 +1124,12 @@ def _tuning_iteration(
     lists = pool.nbest_lists()
     if new_entries:
         result = optimise_weights(
-            lists, weights, fixed=fixed, config=optimiser, seed=(seed, iteration)
+            lists,
+            weights,
+            fixed=fixed,
+            nonnegative=nonnegative,
+            config=optimiser,
+            seed=(seed, iteration),
         )
         optimised, optimised_bleu = result.weights, result.bleu
     else:  # the pool is what it was: optimising again would find nothing new
@@ -1164,6 +1237,7 @@ def _settings(
     seed: int,
     optimiser: OptimiserConfig,
     weight_tolerance: float,
+    nonnegative_features: Sequence[str] = (),
 ) -> dict:
     """Everything that changes the course of a tuning run, as it reads back from JSON."""
     reference_text = "\n".join(" ".join(reference) for reference in references)
@@ -1175,6 +1249,7 @@ def _settings(
         "seed": seed,
         "optimiser": asdict(optimiser),
         "weight_tolerance": weight_tolerance,
+        "nonnegative_features": list(nonnegative_features),
         "references_sha256": hashlib.sha256(reference_text.encode("utf-8")).hexdigest(),
     }
     return json.loads(json.dumps(settings))
