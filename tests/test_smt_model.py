@@ -371,3 +371,22 @@ def test_the_example_config_file_lists_every_default():
     assert set(yaml.safe_load(path.read_text(encoding="utf-8"))) == set(
         SMTConfig.__dataclass_fields__
     )
+
+
+def test_a_model_from_before_reordering_and_tuning_still_loads(trained, tmp_path):
+    import shutil
+
+    root, held_out, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    config = json.loads((model / "config.json").read_text())
+    for key in ("alignment_model", "hmm_iterations", "reordering", "tune", "tune_nbest",
+                "tune_iterations", "tune_seed", "tune_sentences"):
+        config.pop(key)
+    config["weights"].pop("reordering")
+    (model / "config.json").write_text(json.dumps(config))
+    for name in ("reordering-table.gz", "weights.json"):
+        (model / name).unlink()
+    translator = SMTTranslator.load(model)
+    assert translator.reordering_table is None and translator.config.reordering == "distance"
+    assert translator.translate([held_out[0][0]])[0]

@@ -98,6 +98,12 @@ NONNEGATIVE_FEATURES = tuple(
     name for name in FEATURE_NAMES
     if name == "LM" or name == "Distortion" or name.startswith(("TM_", "LR_"))
 )
+# What a config.json written before these settings existed was trained with.
+LEGACY_SETTINGS = {
+    "alignment_model": "ibm1",
+    "reordering": "distance",
+    "tune": False,
+}
 # Settings that only tuning reads: changing them keeps the trained tables.
 TUNING_SETTINGS = ("tune", "tune_nbest", "tune_iterations", "tune_seed", "tune_sentences")
 # Decode in worker processes only when there are enough lines to pay for them.
@@ -801,6 +807,8 @@ def _read_config(path: Path) -> SMTConfig:
         raise MtcError(f"{path}: cannot read the SMT configuration ({error})") from None
     if not isinstance(values, dict):
         raise MtcError(f"{path}: damaged (not a JSON object); train the model again")
+    # a model trained before a setting existed was trained without it
+    values = {**LEGACY_SETTINGS, **values}
     return config_from_dict(SMTConfig, values, where=str(path))
 
 
