@@ -320,3 +320,24 @@ def test_nbest_corpus_in_workers_matches_one_process():
     two = decoder.nbest_corpus(sentences, 3, processes=2)
     assert [[t.words for t in n] for n in one] == [[t.words for t in n] for n in two]
     assert all(1 <= len(n) <= 3 for n in one)
+
+
+@pytest.mark.parametrize("tokens", SENTENCES + [["rojo", "zapato", "coche", "el"]])
+def test_cube_pruning_with_a_large_pop_limit_finds_the_brute_force_best(tokens):
+    table, lm, reordering = toy_table(), toy_lm(), ToyReordering()
+    config = exhaustive(pop_limit=100_000)
+    decoder = Decoder(table, lm, config, reordering)
+    assert decoder.search(tokens).score == pytest.approx(
+        brute_force(tokens, table, lm, config.weights, reordering)
+    )
+    # and its n-best entries keep features consistent with their scores
+    for translation in decoder.nbest(tokens, 4):
+        total = sum(w * h for w, h in zip(config.weights.vector(), translation.features))
+        assert total == pytest.approx(translation.score)
+
+
+def test_cube_pruning_with_a_small_pop_limit_still_translates_everything():
+    decoder = Decoder(toy_table(), toy_lm(), DecoderConfig(pop_limit=3, stack_size=5))
+    tokens = ["el", "coche", "rojo", "x"] * 8
+    assert len(decoder.decode(tokens)) >= 32
+    assert decoder.decode(["el", "coche", "rojo"]) == ["the", "red", "car"]

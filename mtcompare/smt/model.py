@@ -125,6 +125,7 @@ class SMTConfig:
     distortion_limit: int = 6
     stack_size: int = 50
     beam_threshold: float = 10.0
+    pop_limit: int = 500  # cube pruning; 0 expands every hypothesis fully
     max_input_length: int = 100
     weights: DecoderWeights = field(default_factory=DecoderWeights)
     tune: bool = True
@@ -148,6 +149,7 @@ class SMTConfig:
                 ("phrase_limit", 1),
                 ("distortion_limit", 0),
                 ("stack_size", 1),
+                ("pop_limit", 0),
                 ("max_input_length", 1),
                 ("tune_nbest", 1),
                 ("tune_iterations", 1),
@@ -176,6 +178,7 @@ class SMTConfig:
             distortion_limit=self.distortion_limit,
             option_limit=self.phrase_limit,
             weights=self.weights,
+            pop_limit=self.pop_limit,
         )
 
 
