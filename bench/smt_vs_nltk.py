@@ -451,10 +451,15 @@ def benchmark_decoders(
         distortion_limit=longest,
         option_limit=configured.option_limit,
         weights=weights,
+        pop_limit=configured.pop_limit,
     )
-    ours = _run_ours("ours", phrase_table, language_model, unlimited, sentences)
+    ours = _run_ours(
+        f"ours, pop limit {configured.pop_limit}", phrase_table, language_model,
+        unlimited, sentences,
+    )
     ours_configured = _run_ours(
-        f"ours, distortion limit {configured.distortion_limit}",
+        f"ours, pop limit {configured.pop_limit}, distortion limit "
+        f"{configured.distortion_limit}",
         phrase_table, language_model, configured, sentences,
     )
 
@@ -748,6 +753,7 @@ def _model_settings(model_dir: Path) -> tuple[int, DecoderConfig]:
         distortion_limit=config.get("distortion_limit", 6),
         option_limit=config.get("phrase_limit", 20),
         weights=weights,
+        pop_limit=config.get("pop_limit", 500),
     )
     return int(config.get("max_phrase_length", 7)), decoder_config
 
