@@ -167,15 +167,23 @@ def tune(model: str, prepared: str, threads: int, overrides: tuple[str, ...]) ->
     from mtcompare.config import build_config
     from mtcompare.smt.model import CONFIG_FILE, TUNING_SETTINGS, SMTConfig, retune_smt
 
+    from mtcompare.smt.model import _read_config
+    from mtcompare.translator import MODEL_INFO, read_model_info
+
+    settable = [name for name in TUNING_SETTINGS if name != "tune"]
     given = [item.partition("=")[0].strip() for item in overrides]
-    unknown = [key for key in given if key not in TUNING_SETTINGS]
+    unknown = [key for key in given if key not in settable]
     if unknown:
         raise MtcError(f"--set {unknown[0]}: only tuning settings change here; "
-                       f"valid: {', '.join(TUNING_SETTINGS)}")
+                       f"valid: {', '.join(settable)}")
+    if (Path(model) / MODEL_INFO).is_file():
+        kind = read_model_info(model).get("kind")
+        if kind != "smt":
+            raise MtcError(f"{model}: a {kind} model; only SMT models tune")
     config_path = Path(model) / CONFIG_FILE
     if not config_path.is_file():
         raise MtcError(f"{model}: no {CONFIG_FILE}; train it with 'mtcompare train smt'")
-    stored = build_config(SMTConfig, config_path)
+    stored = _read_config(config_path)
     changes = build_config(SMTConfig, None, overrides)
     config = dataclasses.replace(stored, **{key: getattr(changes, key) for key in given})
     record = retune_smt(Path(model), Path(prepared), processes=threads, config=config)

@@ -234,7 +234,7 @@ def test_a_damaged_model_file_says_to_train_again(trained, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(root / "model", model)
     (model / "lm.arpa.gz").write_bytes(b"not gzip at all")
-    with pytest.raises(MtcError, match="lm.arpa.gz.*train it again"):
+    with pytest.raises(MtcError, match="lm.arpa.gz.*delete that file and run .mtcompare train smt"):
         SMTTranslator.load(model)
 
 
@@ -390,3 +390,25 @@ def test_a_model_from_before_reordering_and_tuning_still_loads(trained, tmp_path
     translator = SMTTranslator.load(model)
     assert translator.reordering_table is None and translator.config.reordering == "distance"
     assert translator.translate([held_out[0][0]])[0]
+
+
+def test_non_finite_settings_are_refused():
+    with pytest.raises(MtcError, match="beam_threshold must be a positive number"):
+        build_config(SMTConfig, overrides=["beam_threshold=-3"])
+    with pytest.raises(MtcError, match="weights must be finite"):
+        build_config(SMTConfig, overrides=["weights.language_model=.nan"])
+
+
+def test_an_interrupted_retune_resumes(trained, tmp_path):
+    import shutil
+
+    root, _, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    record = retune_smt(model, root / "prep")
+    assert (model / "tuning" / "finished").is_file()
+    # an interrupted re-tune leaves the old weights.json and no "finished" mark
+    (model / "tuning" / "finished").unlink()
+    again = retune_smt(model, root / "prep")
+    assert again["weights"] == record["weights"]
+    assert again["history"] == record["history"]  # nothing was decoded anew

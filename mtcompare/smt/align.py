@@ -705,7 +705,7 @@ def parse_links(line: str, where: str) -> tuple[set[tuple[int, int]], set[tuple[
     for link in line.split():
         separator = "-" if "-" in link else "?"
         left, _, right = link.partition(separator)
-        if not (left.isdigit() and right.isdigit()):
+        if not (left.isascii() and right.isascii() and left.isdigit() and right.isdigit()):
             raise MtcError(f"{where}: {link!r} is not a link; write i-j (sure) or i?j "
                            "(possible) with 0-based source and target positions")
         point = (int(left), int(right))

@@ -47,6 +47,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ LM_FILE = "lm.arpa.gz"
 REORDERING_TABLE_FILE = "reordering-table.gz"
 WEIGHTS_FILE = "weights.json"
 TUNING_DIR = "tuning"
+TUNING_FINISHED = "finished"
 REORDERING_MODELS = ("distance", "msd-bidirectional-fe")
 # MERT keeps these weights at or above zero: log probabilities (LM, phrase
 # and reordering tables) and the distortion penalty, which rewards jumps
@@ -159,6 +161,13 @@ class SMTConfig:
         ]
         if self.lm_order > 9:
             problems.append(f"lm_order must be at most 9, got {self.lm_order}")
+        if not (math.isfinite(self.beam_threshold) and self.beam_threshold > 0):
+            problems.append(
+                f"beam_threshold must be a positive number, got {self.beam_threshold}"
+            )
+        weights = self.weights.vector() if isinstance(self.weights, DecoderWeights) else []
+        if not all(isinstance(w, (int, float)) and math.isfinite(w) for w in weights):
+            problems.append(f"weights must be finite numbers, got {self.weights}")
         for name, valid in (
             ("symmetrization", HEURISTICS),
             ("alignment_model", ALIGNMENT_MODELS),
@@ -206,6 +215,11 @@ def train_smt(
         raise MtcError(
             f"{prepared_dir}: train.tok.{src_lang} has {len(source):,} lines but "
             f"train.tok.{tgt_lang} has {len(target):,}; run 'mtcompare prepare' again"
+        )
+    if not any(s and t for s, t in zip(source, target)):
+        raise MtcError(
+            f"{prepared_dir}/train.tok.{src_lang}: no training pairs with words on both "
+            "sides; prepare a corpus with training data"
         )
 
     phrase_table_path = out_dir / PHRASE_TABLE_FILE
@@ -340,6 +354,7 @@ def tune_smt(
         ],
     }
     write_text(model_dir / WEIGHTS_FILE, json.dumps(record, indent=2) + "\n")
+    write_text(state_dir / TUNING_FINISHED, "the tuning in this directory finished\n")
     logger.info(
         "tuned on %s dev sentences in %.0f s: dev BLEU (tokenised) %.2f -> %.2f",
         f"{len(sources):,}",
@@ -365,9 +380,9 @@ def retune_smt(
     if info.get("kind") != "smt":
         raise MtcError(f"{model_dir}: a {info.get('kind')} model; only SMT models tune")
     config = config or _read_config(model_dir / CONFIG_FILE)
-    weights_path = model_dir / WEIGHTS_FILE
-    if weights_path.is_file():
-        shutil.rmtree(model_dir / TUNING_DIR, ignore_errors=True)  # a finished tuning
+    if (model_dir / TUNING_DIR / TUNING_FINISHED).is_file():
+        # a finished tuning starts anew; an interrupted one resumes
+        shutil.rmtree(model_dir / TUNING_DIR, ignore_errors=True)
     record = tune_smt(model_dir, prepared_dir, processes, config)
     write_text(model_dir / CONFIG_FILE, json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     seconds = {**info.get("seconds", {}), "tuning": record["seconds"]}
@@ -422,7 +437,11 @@ def _start_tuning_state(
     identity = {
         "nonnegative_features": list(NONNEGATIVE_FEATURES),
         "dev_sha1": digest.hexdigest(),
-        "settings": {name: getattr(config, name) for name in TUNING_SETTINGS},
+        "settings": {
+            name: getattr(config, name)
+            for name in TUNING_SETTINGS
+            if name != "tune_iterations"  # more iterations continue a tuning
+        },
         "weights": dataclasses.asdict(config.weights),
     }
     identity = json.loads(json.dumps(identity))
@@ -675,7 +694,12 @@ class SMTTranslator:
 def _read_tuned_weights(path: Path) -> DecoderWeights:
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        return DecoderConfig(weights=dict(record["weights"])).weights
+        weights = DecoderConfig(weights=dict(record["weights"])).weights
+        if not all(
+            isinstance(w, (int, float)) and math.isfinite(w) for w in weights.vector()
+        ):
+            raise ValueError("a weight is not a finite number")
+        return weights
     except (OSError, ValueError, KeyError, TypeError, MtcError) as error:
         raise MtcError(
             f"{path}: damaged ({error}); re-tune with 'mtcompare tune' or delete it "
@@ -689,8 +713,8 @@ def _damaged_model_hint() -> Iterator[None]:
     try:
         yield
     except MtcError as error:
-        raise MtcError(f"{error}; the SMT model is damaged, train it again with "
-                       "'mtcompare train smt'") from None
+        raise MtcError(f"{error}; the SMT model is damaged: delete that file and run "
+                       "'mtcompare train smt' again (it rebuilds what is missing)") from None
 
 
 # -- training stages ------------------------------------------------------------
@@ -706,7 +730,14 @@ def _symmetrized_alignments(
     """Alignment models both ways, Viterbi alignments, symmetrised (reused from disk)."""
     path = out_dir / f"aligned.{config.symmetrization}"
     if _reuse(path):
-        return _read_alignments(path, len(source))
+        alignments = _read_alignments(path, len(source))
+        for number, (links, src, tgt) in enumerate(zip(alignments, source, target), 1):
+            if any(i >= len(src) or j >= len(tgt) for i, j in links):
+                raise MtcError(
+                    f"{path}:{number}: a link points past the end of its sentence pair; "
+                    "delete the file to realign"
+                )
+        return alignments
     started = time.monotonic()
     alignments = align_both_ways(
         source,

@@ -69,6 +69,7 @@ import json
 import logging
 import math
 import time
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -871,7 +872,7 @@ class HypothesisPool:
             with np.load(path, allow_pickle=False) as arrays:
                 features, statistics = arrays["features"], arrays["statistics"]
                 sentence_ids, digests = arrays["sentence_ids"], arrays["digests"]
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise MtcError(
                 f"{path}: not a MERT pool file ({error}); delete the state directory "
                 "to start the tuning afresh"
@@ -1310,6 +1311,9 @@ def _load_state(
             )
             for item in state["iterations"]
         ]
+        for record in history:
+            if not (len(record.weights) == len(record.optimised_weights) == feature_count):
+                raise ValueError(f"iteration {record.iteration} has the wrong number of weights")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise MtcError(
             f"{path}: not a MERT state file ({error}); delete {state_dir} to start "
