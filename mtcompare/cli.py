@@ -405,6 +405,7 @@ def translate(model: str, input_path: str | None, output_path: str | None,
 
     if (nbest_size is None) != (nbest_path is None):
         raise MtcError("--n-best N and --n-best-out FILE go together; give both")
+    _check_output_paths(input_path, output_path, nbest_path, trace_path)
     # A file is read before the (slow) model load, so a bad path fails at once;
     # stdin after it, so an error in the model does not wait for the input.
     lines = read_lines(input_path) if input_path else None
@@ -435,6 +436,23 @@ def translate(model: str, input_path: str | None, output_path: str | None,
     else:
         sys.stdout.write("".join(line + "\n" for line in translations))
         sys.stdout.flush()
+
+
+def _check_output_paths(input_path: str | None, *outputs: str | None) -> None:
+    """Before any work: outputs must be distinct, not the input, and creatable."""
+    given = [Path(path) for path in outputs if path]
+    resolved = [path.resolve() for path in given]
+    if len(set(resolved)) < len(resolved):
+        raise MtcError("two outputs name the same file; give each its own path")
+    if input_path and Path(input_path).resolve() in resolved:
+        raise MtcError(f"{input_path}: is the input; write the outputs elsewhere")
+    for path in given:
+        if path.is_dir():
+            raise MtcError(f"{path}: is a directory; give a file name")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise MtcError(f"{parent}: is a file, so {path} cannot be created; "
+                           "give another path")
 
 
 @cli.command()

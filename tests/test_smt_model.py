@@ -412,3 +412,28 @@ def test_an_interrupted_retune_resumes(trained, tmp_path):
     again = retune_smt(model, root / "prep")
     assert again["weights"] == record["weights"]
     assert again["history"] == record["history"]  # nothing was decoded anew
+
+
+def test_a_model_directory_refuses_other_training_data(trained, tmp_path):
+    root, _, _ = trained
+    other = tmp_path / "prep"
+    make_prepared(other, all_pairs()[200:260], dev=all_pairs()[260:270])
+    with pytest.raises(MtcError, match="trained on other data"):
+        train_smt(other, root / "model", SMTConfig(**SMALL))
+
+
+def test_cli_checks_output_paths_before_translating(trained, tmp_path, capsys):
+    root, held_out, _ = trained
+    source = tmp_path / "in.xx"
+    source.write_text(held_out[0][0] + "\n", encoding="utf-8")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    cases = [
+        (["-o", tmp_path / "afile" / "out.txt"], "is a file"),
+        (["-o", tmp_path / "same", "--n-best", 2, "--n-best-out", tmp_path / "same"],
+         "same file"),
+        (["-o", source], "is the input"),
+    ]
+    for extra, message in cases:
+        code, _, err = _cli(["translate", root / "model", "-i", source, *extra], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "same").exists()

@@ -221,6 +221,7 @@ def train_smt(
             f"{prepared_dir}/train.tok.{src_lang}: no training pairs with words on both "
             "sides; prepare a corpus with training data"
         )
+    _check_training_data(out_dir, prepared_dir, (src_lang, tgt_lang), source, target)
 
     phrase_table_path = out_dir / PHRASE_TABLE_FILE
     reordering_path = out_dir / REORDERING_TABLE_FILE
@@ -847,6 +848,41 @@ def _read_config(path: Path) -> SMTConfig:
 
 
 STAGE_SECONDS_FILE = "stages.json"
+TRAINING_DATA_FILE = "training-data.json"
+
+
+def _check_training_data(
+    out_dir: Path,
+    prepared_dir: Path,
+    languages: tuple[str, str],
+    source: list[list[str]],
+    target: list[list[str]],
+) -> None:
+    """A model directory resumes only a training on the same data."""
+    digest = hashlib.sha1()
+    for line in source + target:
+        digest.update(" ".join(line).encode("utf-8") + b"\n")
+    identity = {"languages": list(languages), "train_pairs": len(source),
+                "sha1": digest.hexdigest()}
+    path = out_dir / TRAINING_DATA_FILE
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            stored = None
+        if stored != identity:
+            raise MtcError(
+                f"{out_dir} holds a model trained on other data than {prepared_dir} "
+                f"({'->'.join(languages)}, {len(source):,} pairs); use a new --out "
+                "directory or delete this one"
+            )
+        return
+    if (out_dir / PHRASE_TABLE_FILE).is_file() or (out_dir / LM_FILE).is_file():
+        raise MtcError(
+            f"{out_dir} holds a model whose training data is not recorded; use a new "
+            "--out directory or delete this one"
+        )
+    write_text(path, json.dumps(identity, indent=2) + "\n")
 
 
 def _read_stage_seconds(out_dir: Path) -> dict[str, float]:
