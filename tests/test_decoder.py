@@ -341,3 +341,11 @@ def test_cube_pruning_with_a_small_pop_limit_still_translates_everything():
     tokens = ["el", "coche", "rojo", "x"] * 8
     assert len(decoder.decode(tokens)) >= 32
     assert decoder.decode(["el", "coche", "rojo"]) == ["the", "red", "car"]
+
+
+def test_a_short_nbest_list_is_the_start_of_a_longer_one():
+    decoder = Decoder(toy_table(), toy_lm(), exhaustive())
+    for tokens in SENTENCES:
+        five = [t.words for t in decoder.nbest(tokens, 5)]
+        longer = [t.words for t in decoder.nbest(tokens, 50)]
+        assert five == longer[: len(five)] and len(five) == min(5, len(longer))

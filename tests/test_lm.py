@@ -146,3 +146,8 @@ def test_matches_kenlm_lmplz():
     assert ours == pytest.approx(totals, abs=1e-4)
     perplexity = float(next(l for l in query if "including OOVs" in l).split()[-1])
     assert model.perplexity(heldout) == pytest.approx(perplexity, rel=1e-5)
+
+
+def test_an_empty_text_is_a_clear_error():
+    with pytest.raises(MtcError, match="no sentences"):
+        train_kneser_ney([], order=3)

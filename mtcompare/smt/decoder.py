@@ -1018,7 +1018,9 @@ class _Search:
         heapq.heapify(queue)
         results: list[tuple[float, list[tuple[int, int, Option]]]] = []
         seen: set[tuple[str, ...]] = set()
-        pops_left = 20 * size  # duplicates of one word sequence are skipped
+        # duplicates of one word sequence are skipped, and a short list must
+        # still be the start of a longer one: pop generously
+        pops_left = max(2000, 20 * size)
         while queue and len(results) < size and pops_left > 0:
             pops_left -= 1
             negative_total, _, base, index, rank = heapq.heappop(queue)

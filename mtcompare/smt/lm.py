@@ -242,7 +242,13 @@ def train_kneser_ney(
     if not 1 <= order <= 9:
         raise MtcError(f"language model order {order} is not supported; use 1 to 9")
     start = time.monotonic()
+    sentences = list(sentences)
     raw_counts, tokens = _count_ngrams(sentences, order)
+    if not sentences:
+        raise MtcError(
+            "no sentences to estimate a language model from; give a text with at "
+            "least one line"
+        )
     adjusted = _adjusted_counts(raw_counts, order)
     discounts = [_discounts_for_order(adjusted[n], n) for n in range(1, order + 1)]
     entries = _interpolate(adjusted, discounts, order)

@@ -682,10 +682,11 @@ class SMTTranslator:
                           format_trace(translation))
 
     def _joined_entry(self, translations: list[Translation]) -> NBestEntry:
+        """One entry for a line decoded in chunks (none for an empty line)."""
         words = [word for translation in translations for word in translation.words]
         features = tuple(
             sum(values) for values in zip(*(t.features for t in translations))
-        )
+        ) or (0.0,) * len(FEATURE_NAMES)
         joined = Translation(words, sum(t.score for t in translations), [], features)
         entry = self._entry(joined)
         trace = " ".join(format_trace(t) for t in translations)
