@@ -644,7 +644,8 @@ def optimise_weights(
     initial = np.asarray(initial_weights, dtype=np.float64)
     if initial.shape != (nbest.feature_count,):
         raise MtcError(
-            f"{initial.size} initial weights for {nbest.feature_count} features; give one per feature"
+            f"{initial.size} initial weights for {nbest.feature_count} features; "
+            "give one per feature"
         )
     fixed = (
         np.zeros(len(initial), dtype=bool)
