@@ -1,5 +1,6 @@
 """The attentional encoder-decoder: attention, encoder direction, layer connections,
-word dropout, tied embeddings, old checkpoints and learning a toy corpus."""
+word dropout, tied embeddings, old checkpoints and learning a toy corpus; the fast
+training pass against plain references (packed LSTM, step-by-step decoding)."""
 
 import math
 import os
@@ -23,6 +24,7 @@ from mtcompare.nmt.model import (
     LayerConnections,
     ModelConfig,
     Seq2Seq,
+    lstm_cell_update,
 )
 from mtcompare.nmt.search import greedy_search
 from mtcompare.nmt.train import NMTConfig, restore_model
@@ -375,3 +377,196 @@ def test_weights_that_do_not_fit_their_config_are_one_short_line(change: dict) -
     assert message.startswith("best.pt: its network does not fit its model_config")
     assert message.endswith("; retrain") and "\n" not in message
     assert len(message) < 200
+
+
+# ------------------------------------------------- the fast teacher-forced pass
+
+
+def test_encoder_is_a_packed_bidirectional_lstm_in_values_and_gradients() -> None:
+    # the encoder runs each direction over the padded batch; PyTorch's packed
+    # sequence, which never reads padding, is the reference, in float32 as trained
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(20, 20, 8, 6, dropout=0.0)).train()
+    lstm = model.encoder.layers[0]
+    lengths = torch.tensor([5, 1, 3, 4])  # unsorted, one of a single piece
+    embedded = torch.randn(4, 5, 8, requires_grad=True)  # batch x src_len x emb
+    memory, ends = model.encoder(embedded, lengths)
+    packed = pack_padded_sequence(
+        embedded, lengths, batch_first=True, enforce_sorted=False
+    )
+    packed_states, (last_hidden, _) = lstm(packed)
+    expected, _ = pad_packed_sequence(packed_states, batch_first=True)
+    assert torch.allclose(memory, expected, atol=1e-6)  # padding 0 in both
+    assert torch.allclose(
+        ends, torch.cat([last_hidden[0], last_hidden[1]], 1), atol=1e-6
+    )
+
+    generator = torch.Generator().manual_seed(1)
+    memory_weights = torch.randn(memory.shape, generator=generator)
+    end_weights = torch.randn(ends.shape, generator=generator)
+
+    def gradients(states: torch.Tensor, final: torch.Tensor) -> list[torch.Tensor]:
+        loss = (states * memory_weights).sum() + (final * end_weights).sum()
+        return torch.autograd.grad(loss, [embedded, *lstm.parameters()])
+
+    reference_final = torch.cat([last_hidden[0], last_hidden[1]], 1)
+    for ours, reference in zip(
+        gradients(memory, ends), gradients(expected, reference_final)
+    ):
+        assert torch.allclose(ours, reference, atol=1e-5)
+
+
+def test_lstm_cell_update_is_pytorchs_lstm_cell() -> None:
+    torch.manual_seed(0)
+    cell_module = torch.nn.LSTMCell(5, 3)
+    inputs, hidden, cell = torch.randn(2, 5), torch.randn(2, 3), torch.randn(2, 3)
+    gates = torch.nn.functional.linear(
+        inputs, cell_module.weight_ih, cell_module.bias_ih
+    ) + torch.nn.functional.linear(hidden, cell_module.weight_hh, cell_module.bias_hh)
+    expected_hidden, expected_cell = cell_module(inputs, (hidden, cell))
+    new_hidden, new_cell = lstm_cell_update(gates, cell)
+    assert torch.allclose(new_hidden, expected_hidden, atol=1e-6)
+    assert torch.allclose(new_cell, expected_cell, atol=1e-6)
+
+
+def test_additive_attention_is_bahdanaus_formula() -> None:
+    # weights = softmax over real positions of v^T tanh(W h + b + U m_s)
+    # (Bahdanau et al. 2015, appendix A.1.2), written out from the parameters
+    torch.manual_seed(0)
+    attention = Attention("additive", query_size=4, memory_size=6)
+    memory = torch.randn(2, 3, 6)  # batch x src_len x memory
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    query = torch.randn(2, 4)
+    context, weights = attention(query, attention.keys(memory), memory, mask)
+    W, b = attention.query_projection.weight, attention.query_projection.bias
+    U, v = attention.key_projection.weight, attention.energy.weight[0]
+    for row in range(2):
+        real = int(mask[row].sum())
+        scores = torch.stack(
+            [
+                v @ torch.tanh(W @ query[row] + b + U @ memory[row, s])
+                for s in range(real)
+            ]
+        )
+        expected = torch.softmax(scores, dim=0)
+        assert torch.allclose(weights[row, :real], expected, atol=1e-6)
+        assert torch.all(weights[row, real:] == 0)
+        assert torch.allclose(context[row], expected @ memory[row, :real], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(30, 25, 8, 6, attention="additive", dropout=0.0),
+        ModelConfig(30, 25, 8, 6, attention="general", dropout=0.0),
+        ModelConfig(30, 25, 8, 6, attention="dot", decoder_hidden_size=12, dropout=0.0),
+        ModelConfig(
+            30,
+            25,
+            8,
+            6,
+            encoder_layers=2,
+            decoder_layers=3,
+            encoder_connection="dense",
+            decoder_connection="highway",
+            attention="additive",
+            decoder_hidden_size=10,
+            output_projection=True,
+            tie_target_embeddings=True,
+            dropout=0.0,
+        ),
+    ],
+    ids=["additive", "general", "dot", "stacked"],
+)
+def test_teacher_forced_pass_is_decode_step_after_decode_step(
+    config: ModelConfig,
+) -> None:
+    # forward() computes each shared weight's gradient once for all steps; one
+    # decode_step per position, plain autograd, must give the same logits and
+    # the same gradients (float64, so that only rounding of that order is left)
+    torch.manual_seed(0)
+    model = Seq2Seq(config).double().train()
+    sources = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    targets = [[5, 6, 7], [8, 9, 10, 11, 12], [13]]
+    batch = collate([0, 1, 2], sources, targets)
+    generator = torch.Generator().manual_seed(1)
+    loss_weights = torch.randn(
+        *batch.tgt_input.shape, config.tgt_vocab_size, generator=generator
+    ).double()
+
+    logits = model(batch.src, batch.src_lengths, batch.tgt_input)
+    fast = torch.autograd.grad((logits * loss_weights).sum(), list(model.parameters()))
+
+    encoded = model.encode(batch.src, batch.src_lengths)
+    state = model.initial_state(encoded)
+    stepped = []
+    for previous in batch.tgt_input.unbind(dim=1):
+        step_logits, state, _ = model.decode_step(previous, state, encoded)
+        stepped.append(step_logits)
+    stepped_logits = torch.stack(stepped, dim=1)  # batch x tgt_len x vocab
+    plain = torch.autograd.grad(
+        (stepped_logits * loss_weights).sum(), list(model.parameters())
+    )
+    assert torch.allclose(logits, stepped_logits, atol=1e-12)
+    for (name, _), ours, reference in zip(model.named_parameters(), fast, plain):
+        assert torch.allclose(ours, reference, atol=1e-10), name
+    with torch.no_grad():  # the untracked loop (dev perplexity) computes the same
+        assert torch.allclose(
+            model(batch.src, batch.src_lengths, batch.tgt_input), logits, atol=1e-12
+        )
+
+
+def test_teacher_forced_pass_under_bfloat16_autocast() -> None:
+    # mixed precision hands the loop float32 and bfloat16 tensors together; the
+    # gradients come back in float32, close to those of a float32 pass
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(30, 25, 16, 16, attention="additive", dropout=0.0))
+    batch = collate([0, 1], [[5, 6, 7, 8], [9]], [[10, 11], [12, 13, 14]])
+
+    def gradient() -> torch.Tensor:
+        model.zero_grad()
+        logits = model(batch.src, batch.src_lengths, batch.tgt_input)
+        logits.float().log_softmax(dim=-1)[..., 7].sum().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    full = gradient()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = gradient()
+    assert mixed.dtype == torch.float32
+    assert torch.cosine_similarity(mixed, full, dim=0) > 0.999
+
+
+def test_checkpoint_layout_is_unchanged() -> None:
+    # the names and shapes every saved model has (1 layer, additive attention):
+    # gates are 4 x the LSTM size, the decoder reads [embedding; input feed]
+    emb, hidden, src_vocab, tgt_vocab = 8, 6, 20, 22
+    gates, memory = 4 * hidden, 2 * hidden
+    expected = {
+        "src_embedding.weight": (src_vocab, emb),
+        "bridge_hidden.weight": (hidden, memory),
+        "bridge_hidden.bias": (hidden,),
+        "bridge_cell.weight": (hidden, memory),
+        "bridge_cell.bias": (hidden,),
+        "tgt_embedding.weight": (tgt_vocab, emb),
+        "decoder_cells.0.weight_ih": (gates, emb + hidden),
+        "decoder_cells.0.weight_hh": (gates, hidden),
+        "decoder_cells.0.bias_ih": (gates,),
+        "decoder_cells.0.bias_hh": (gates,),
+        "attention.key_projection.weight": (hidden, memory),
+        "attention.query_projection.weight": (hidden, hidden),
+        "attention.query_projection.bias": (hidden,),
+        "attention.energy.weight": (1, hidden),
+        "combine.weight": (hidden, memory + hidden),
+        "output.weight": (tgt_vocab, hidden),
+        "output.bias": (tgt_vocab,),
+    }
+    for direction in ("", "_reverse"):
+        expected[f"encoder.layers.0.weight_ih_l0{direction}"] = (gates, emb)
+        expected[f"encoder.layers.0.weight_hh_l0{direction}"] = (gates, hidden)
+        expected[f"encoder.layers.0.bias_ih_l0{direction}"] = (gates,)
+        expected[f"encoder.layers.0.bias_hh_l0{direction}"] = (gates,)
+    model = Seq2Seq(
+        ModelConfig(src_vocab, tgt_vocab, emb, hidden, attention="additive")
+    )
+    layout = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    assert layout == expected

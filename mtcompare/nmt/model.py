@@ -59,6 +59,15 @@ the target embeddings (Press & Wolf 2017, "Using the Output Embedding to
 Improve Language Models"), which needs the output layer's input to be
 ``embedding_size`` wide: either the attentional state is that wide, or
 ``output_projection`` adds a linear layer from it to ``embedding_size``.
+
+The teacher-forced pass of training computes what decoding step by step
+computes, arranged for speed on a CPU (``bench/nmt_throughput.py`` measures
+it): each encoder direction is one fused LSTM call over the padded batch;
+the embeddings' share of the first decoder layer's gates is one product for
+all target positions before the time loop, and the output layer one product
+after it; inside the loop, the weights shared by all steps get their
+gradients as one product over all steps rather than one per step; additive
+attention is scored through the logistic function (see :class:`Attention`).
 """
 
 from __future__ import annotations
@@ -69,7 +78,6 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mtcompare.data.subword import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from mtcompare.errors import MtcError
@@ -282,8 +290,19 @@ class StackedBidirectionalEncoder(nn.Module):
     """N bidirectional LSTM layers joined by :class:`LayerConnections`.
 
     Each layer is its own one-layer ``nn.LSTM``, so that connections can act
-    between layers. The layers run on the packed sequence (no padding);
-    connections act position by position, so they work on its flat data.
+    between layers. Its two directions run as two one-directional passes over
+    the padded batch: the forward pass reads every sentence from its first
+    piece on; the backward pass reads every sentence's pieces in reverse
+    order, with the padding left at the end. Neither reads padding before a
+    real piece, and a recurrence never carries later positions back to
+    earlier ones, so the states of the real pieces are those of a packed
+    sequence; the padded positions' states are read by nothing and are set to
+    zero in the stack's output. (A packed sequence computes the same, but on
+    a CPU PyTorch runs it one time step at a time, and its backward pass
+    clears a gradient buffer the size of a whole layer's gates at every step;
+    over a padded batch each direction is one oneDNN operation, which took
+    0.32 s of CPU time where the packed sequence took 0.52 s, forwards and
+    backwards, for 35 sentences of up to 41 pieces, hidden size 512.)
     """
 
     def __init__(
@@ -316,23 +335,60 @@ class StackedBidirectionalEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder states (batch x src_len x 2*hidden) and the top layer's final
         forward and backward states side by side (batch x 2*hidden)."""
-        packed = pack_padded_sequence(
-            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
+        lengths = lengths.to(embedded.device).unsqueeze(1)  # batch x 1
+        positions = torch.arange(embedded.size(1), device=embedded.device)
+        real = positions < lengths  # batch x src_len
+        # where each piece goes when the real pieces of its sentence are put in
+        # reverse order and the padding stays; doing it twice gives the original
+        reversed_positions = torch.where(real, lengths - 1 - positions, positions)
         final_states: list[torch.Tensor] = []
 
-        def run_layer(layer: int, tokens: torch.Tensor) -> torch.Tensor:
-            # tokens: packed_tokens x layer_input_size
-            output, (last_hidden, _) = self.layers[layer](packed._replace(data=tokens))
-            final_states.append(last_hidden)  # 2 x batch x hidden, input batch order
-            return output.data  # packed_tokens x 2*hidden
+        def run_layer(layer: int, layer_input: torch.Tensor) -> torch.Tensor:
+            # layer_input: batch x src_len x layer_input_size
+            lstm = self.layers[layer]
+            # each batch x src_len x hidden; backwards with the real pieces reversed
+            forward_states = _one_direction(lstm, "", layer_input)
+            backward_reversed = _one_direction(
+                lstm, "_reverse", _at_positions(layer_input, reversed_positions)
+            )
+            # final states: forwards after the last real piece, backwards after the first
+            final_states.append(
+                torch.cat(
+                    [
+                        _at_positions(forward_states, lengths - 1),
+                        _at_positions(backward_reversed, lengths - 1),
+                    ],
+                    dim=2,
+                ).squeeze(1)
+            )  # batch x 2*hidden
+            backward_states = _at_positions(backward_reversed, reversed_positions)
+            return torch.cat([forward_states, backward_states], dim=2)
 
-        top = self.connections(packed.data, run_layer)  # packed_tokens x 2*hidden
-        memory, _ = pad_packed_sequence(
-            packed._replace(data=top), batch_first=True, total_length=embedded.size(1)
-        )  # batch x src_len x 2*hidden
-        forward_end, backward_end = final_states[-1]  # each batch x hidden
-        return memory, torch.cat([forward_end, backward_end], dim=1)
+        top = self.connections(embedded, run_layer)  # batch x src_len x 2*hidden
+        memory = top.masked_fill(~real.unsqueeze(2), 0.0)  # batch x src_len x 2*hidden
+        return memory, final_states[-1]
+
+
+def _one_direction(lstm: nn.LSTM, suffix: str, inputs: torch.Tensor) -> torch.Tensor:
+    """States (batch x len x hidden) of one direction of a one-layer ``nn.LSTM``
+    (``suffix`` "" forwards, "_reverse" backwards) reading ``inputs`` (batch x
+    len x input) from the first position on, starting from zero states."""
+    weights = [
+        getattr(lstm, f"{name}_l0{suffix}")
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    ]
+    zeros = inputs.new_zeros(1, inputs.size(0), lstm.hidden_size)  # 1 x batch x hidden
+    # the function nn.LSTM.forward calls, here with one direction's weights
+    states, _, _ = torch.lstm(
+        inputs, (zeros, zeros), weights, True, 1, 0.0, lstm.training, False, True
+    )
+    return states
+
+
+def _at_positions(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``values`` (batch x len x features) at ``positions`` (batch x k), per row."""
+    index = positions.unsqueeze(2).expand(-1, -1, values.size(2))  # batch x k x feat
+    return values.gather(1, index)  # batch x k x features
 
 
 def _rename_multilayer_lstm_parameters(
@@ -356,7 +412,16 @@ def _rename_multilayer_lstm_parameters(
 
 
 class Attention(nn.Module):
-    """Scores source positions against a decoder state; padding gets weight 0."""
+    """Scores source positions against a decoder state; padding gets weight 0.
+
+    Additive scores go through the logistic function: tanh(z) = 2 sigmoid(2z)
+    - 1 makes v^T tanh(z) = 2 v^T sigmoid(2z) - sum(v), and a constant added to
+    every score leaves the softmax as it is, so the scores used are
+    2 v^T sigmoid(2z), with the 2 inside folded into the keys (2 U m_s, once
+    per sentence) and the query. The weights are those of v^T tanh(W h_t +
+    U m_s); PyTorch's sigmoid takes a sixth of the time of its tanh on a CPU,
+    and this is computed for every source position at every target step.
+    """
 
     def __init__(self, kind: str, query_size: int, memory_size: int):
         super().__init__()
@@ -369,9 +434,11 @@ class Attention(nn.Module):
 
     def keys(self, memory: torch.Tensor) -> torch.Tensor:
         """What queries are scored against, computed once per sentence:
-        m_s (dot), W_a m_s (general), U m_s (additive)."""
+        m_s (dot), W_a m_s (general), 2 U m_s (additive, see the class)."""
         if self.kind == "dot":
             return memory  # batch x src_len x memory_size (= query_size)
+        if self.kind == "additive":
+            return 2 * self.key_projection(memory)  # batch x src_len x query_size
         return self.key_projection(memory)  # batch x src_len x query_size
 
     def forward(
@@ -380,16 +447,28 @@ class Attention(nn.Module):
         keys: torch.Tensor,  # batch x src_len x query_size
         memory: torch.Tensor,  # batch x src_len x memory_size
         mask: torch.Tensor,  # batch x src_len
+        project_query: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        read_memory: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the context vector and the attention weights."""
+        """Return the context vector and the attention weights.
+
+        The decoder's teacher-forced loop passes its own products:
+        ``project_query`` for W h_t + b of additive attention (with the
+        weights of ``query_projection``), ``read_memory`` for the context
+        vector from the weights (batch x src_len -> batch x memory_size).
+        """
         if self.kind == "additive":
-            projected = self.query_projection(query).unsqueeze(1)  # batch x 1 x query
-            energies = self.energy(torch.tanh(keys + projected))  # batch x src_len x 1
-            scores = energies.squeeze(2)  # batch x src_len
+            project_query = project_query or self.query_projection
+            projected = 2 * project_query(query).unsqueeze(1)  # batch x 1 x query
+            # sigmoid(2 (U m_s + W h_t + b)), in place of the sum it is applied to
+            squashed = (keys + projected).sigmoid_()  # batch x src_len x query
+            scores = 2 * self.energy(squashed).squeeze(2)  # batch x src_len
         else:
             scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)  # batch x src_len
         scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=1)  # batch x src_len
+        if read_memory is not None:
+            return read_memory(weights), weights
         context = torch.bmm(weights.unsqueeze(1), memory)  # batch x 1 x memory_size
         return context.squeeze(1), weights
 
@@ -483,7 +562,8 @@ class Seq2Seq(nn.Module):
         embedded = self._embed(
             self.tgt_embedding, previous, self.config.tgt_word_dropout
         )  # batch x emb
-        attentional, state, weights = self._step(embedded, state, encoded)
+        products = _StepProducts(self, self._embedding_gates(embedded))
+        attentional, state, weights = self._step(embedded, products, state, encoded)
         return self._logits(attentional), state, weights
 
     def forward(
@@ -493,13 +573,16 @@ class Seq2Seq(nn.Module):
         encoded = self.encode(src, src_lengths)
         state = self.initial_state(encoded)
         # one embedding lookup and one unbind for all steps, so that the backward
-        # pass fills one gradient tensor rather than one per step
+        # pass fills one gradient tensor rather than one per step; likewise the
+        # embeddings' share of the first decoder layer's gates, one product
         embedded = self._embed(
             self.tgt_embedding, tgt_input, self.config.tgt_word_dropout
         )  # batch x tgt_len x emb
+        embedding_gates = self._embedding_gates(embedded)  # batch x tgt_len x 4*dec
+        products = _LoopProducts(self, embedding_gates.transpose(0, 1), encoded.memory)
         attentional_states = []
         for step_input in embedded.unbind(dim=1):  # each batch x emb
-            attentional, state, _ = self._step(step_input, state, encoded)
+            attentional, state, _ = self._step(step_input, products, state, encoded)
             attentional_states.append(attentional)
         stacked = torch.stack(attentional_states, dim=1)  # batch x tgt_len x dec_hidden
         return self._logits(stacked)  # batch x tgt_len x tgt_vocab
@@ -517,27 +600,53 @@ class Seq2Seq(nn.Module):
         vectors = embedding(ids).masked_fill(dropped.unsqueeze(-1), 0.0)
         return self.dropout(vectors)  # ids.shape x emb
 
+    def _embedding_gates(self, embedded: torch.Tensor) -> torch.Tensor:
+        """The embedded pieces' share of the first decoder layer's gate
+        pre-activations, with both its biases (... x 4*decoder_hidden)."""
+        cell = self.decoder_cells[0]
+        embedding_weights = cell.weight_ih[:, : self.config.embedding_size]
+        return nn.functional.linear(
+            embedded, embedding_weights, cell.bias_ih + cell.bias_hh
+        )
+
     def _step(
-        self, embedded: torch.Tensor, state: DecoderState, encoded: EncoderOutput
+        self,
+        embedded: torch.Tensor,
+        products: _StepProducts | _LoopProducts,
+        state: DecoderState,
+        encoded: EncoderOutput,
     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
-        """Advance the decoder by one step from the embedded previous piece."""
+        """Advance the decoder by one step from the embedded previous piece.
+
+        The first layer reads [embedding; input feed]; its gates are the
+        embedding's share (in ``products``) plus W_feed feed + W_hh h.
+        """
         stack_input = torch.cat([embedded, state.input_feed], dim=1)  # batch x emb+dec
         hidden, cell = [], []
 
         def run_layer(layer: int, layer_input: torch.Tensor) -> torch.Tensor:
-            h, c = self.decoder_cells[layer](
-                layer_input, (state.hidden[layer], state.cell[layer])
-            )  # each batch x decoder_hidden
+            if layer == 0:  # layer_input is stack_input, already in the gates
+                gates = products.first_layer_gates(state.input_feed, state.hidden[0])
+                h, c = lstm_cell_update(gates, state.cell[0])
+            else:
+                h, c = self.decoder_cells[layer](
+                    layer_input, (state.hidden[layer], state.cell[layer])
+                )  # each batch x decoder_hidden
             hidden.append(h)
             cell.append(c)
             return h
 
         top = self.decoder_connections(stack_input, run_layer)  # batch x dec_hidden
         context, weights = self.attention(
-            top, encoded.keys, encoded.memory, encoded.mask
+            top,
+            encoded.keys,
+            encoded.memory,
+            encoded.mask,
+            products.query,
+            products.read_memory,
         )  # batch x 2*hidden, batch x src_len
         combined = torch.cat([context, top], dim=1)  # batch x 2*hidden+dec_hidden
-        attentional = self.dropout(torch.tanh(self.combine(combined)))  # batch x dec
+        attentional = self.dropout(torch.tanh(products.combine(combined)))
         return attentional, DecoderState(hidden, cell, attentional), weights
 
     def _logits(self, attentional: torch.Tensor) -> torch.Tensor:
@@ -545,3 +654,195 @@ class Seq2Seq(nn.Module):
         if self.config.output_projection:
             attentional = self.output_projection(attentional)  # ... x emb
         return self.output(attentional)
+
+
+def lstm_cell_update(
+    gates: torch.Tensor, cell: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An LSTM's new hidden state and cell from its gate pre-activations.
+
+    ``gates`` (batch x 4*hidden) holds the input gate, forget gate, candidate
+    and output gate in ``nn.LSTMCell``'s order (Hochreiter & Schmidhuber 1997,
+    with the forget gate of Gers et al. 2000): c' = f * c + i * g,
+    h' = o * tanh(c').
+    """
+    input_gate, forget_gate, candidate, output_gate = gates.chunk(4, dim=1)
+    kept = torch.sigmoid(forget_gate) * cell  # batch x hidden
+    new_cell = kept + torch.sigmoid(input_gate) * torch.tanh(candidate)
+    new_hidden = torch.sigmoid(output_gate) * torch.tanh(new_cell)  # batch x hidden
+    return new_hidden, new_cell
+
+
+class _StepProducts:
+    """The products with weights of one decoder step taken on its own
+    (search): the first layer's gates from the input feed and the state, the
+    additive attention's query projection and the attentional layer; the
+    attention reads the encoder states itself (``read_memory`` None)."""
+
+    def __init__(self, model: Seq2Seq, embedding_gates: torch.Tensor):
+        cell = model.decoder_cells[0]
+        embedding_size = model.config.embedding_size
+        self.feed_weights = cell.weight_ih[:, embedding_size:]  # 4*dec x dec
+        self.recurrent_weights = cell.weight_hh  # 4*dec x dec
+        self.embedding_gates = embedding_gates  # batch x 4*dec
+        self.query = (
+            model.attention.query_projection
+            if model.config.attention == "additive"
+            else None
+        )
+        self.combine = model.combine
+        self.read_memory = None
+
+    def first_layer_gates(
+        self, input_feed: torch.Tensor, hidden: torch.Tensor
+    ) -> torch.Tensor:
+        """Gate pre-activations of the first layer (batch x 4*dec)."""
+        feed = nn.functional.linear(input_feed, self.feed_weights)
+        recurrent = nn.functional.linear(hidden, self.recurrent_weights)
+        return self.embedding_gates + feed + recurrent
+
+
+class _LoopProducts:
+    """The same products at every step of one teacher-forced pass, and the
+    attention's weighted sum of the encoder states.
+
+    The first layer's input-feed and recurrent weights act as one matrix on
+    [input feed; h]. With autograd on, autograd would compute the gradient of
+    a weight matrix (or of the encoder states) at every step, a thin product
+    plus an addition into the gradient so far; here it is one product over
+    all steps, computed when the backward pass reaches the start of the loop
+    (:class:`_LoopGradient`). The values are the same; only the order in
+    which the gradient's terms are summed differs.
+    """
+
+    def __init__(
+        self, model: Seq2Seq, embedding_gates: torch.Tensor, memory: torch.Tensor
+    ):
+        # embedding_gates: tgt_len x batch x 4*dec; memory: batch x src_len x 2*hidden
+        cell = model.decoder_cells[0]
+        embedding_size = model.config.embedding_size
+        steps, rows, _ = embedding_gates.shape
+        gate_weights = torch.cat(
+            [cell.weight_ih[:, embedding_size:], cell.weight_hh], dim=1
+        )  # 4*dec x 2*dec
+        self.gates = _SharedWeightProduct(gate_weights, embedding_gates)
+        self.query = None
+        if model.config.attention == "additive":
+            projection = model.attention.query_projection
+            self.query = _SharedWeightProduct(
+                projection.weight,
+                projection.bias.expand(steps, rows, projection.out_features),
+            )
+        combine = model.combine.weight  # dec x 2*hidden+dec
+        self.combine = _SharedWeightProduct(
+            combine, combine.new_zeros(steps, rows, combine.size(0))
+        )
+        self.read_memory = _SharedMemoryRead(memory, steps)
+
+    def first_layer_gates(
+        self, input_feed: torch.Tensor, hidden: torch.Tensor
+    ) -> torch.Tensor:
+        return self.gates(torch.cat([input_feed, hidden], dim=1))  # batch x 4*dec
+
+
+class _SharedWeightProduct:
+    """x_t W^T + base_t for the steps t = 0, 1, ... of one time loop, in order.
+
+    ``base`` (steps x batch x out) is what each step adds (a bias, a share
+    computed for all steps at once). When autograd tracks W, each step
+    multiplies by W untracked, so autograd computes only x_t's gradient
+    there, and W's gradient sum_t dy_t^T x_t is one product at the end.
+    """
+
+    def __init__(self, weight: torch.Tensor, base: torch.Tensor):
+        self.weight = weight  # out x in
+        self.inputs: list[torch.Tensor] = []  # x_t of the steps so far, batch x in
+        if torch.is_grad_enabled() and weight.requires_grad:
+            base = _LoopGradient.apply(base, weight, self.inputs, _weight_gradient)
+            self.weight = weight.detach()
+        self.bases = base.unbind(0)  # each batch x out
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        base = self.bases[len(self.inputs)]  # batch x out
+        self.inputs.append(inputs.detach())
+        return torch.addmm(base, inputs, self.weight.t())  # batch x out
+
+
+class _SharedMemoryRead:
+    """The context vectors sum_s a_t[s] m_s of the steps t = 0, 1, ... of one
+    time loop, in order, from the attention weights a_t; the gradient of the
+    encoder states m, sum_t a_t^T dcontext_t, is one batched product at the end.
+    """
+
+    def __init__(self, memory: torch.Tensor, steps: int):
+        self.memory = memory  # batch x src_len x 2*hidden
+        self.weights: list[torch.Tensor] = []  # a_t so far, each batch x src_len
+        rows, _, width = memory.shape
+        zeros = memory.new_zeros(steps, rows, width)
+        if torch.is_grad_enabled() and memory.requires_grad:
+            zeros = _LoopGradient.apply(zeros, memory, self.weights, _memory_gradient)
+            self.memory = memory.detach()
+        self.zeros = zeros.unbind(0)  # each batch x 2*hidden, carrying the gradient
+
+    def __call__(self, weights: torch.Tensor) -> torch.Tensor:
+        zeros = self.zeros[len(self.weights)].unsqueeze(1)  # batch x 1 x 2*hidden
+        self.weights.append(weights.detach())
+        context = torch.baddbmm(zeros, weights.unsqueeze(1), self.memory)
+        return context.squeeze(1)  # batch x 2*hidden
+
+
+def _weight_gradient(
+    output_gradient: torch.Tensor, inputs: list[torch.Tensor]
+) -> torch.Tensor:
+    """sum_t dy_t^T x_t: output_gradient steps x batch x out, inputs batch x in."""
+    steps, rows, out = output_gradient.shape
+    stacked = torch.stack(inputs).reshape(steps * rows, -1)  # steps*batch x in
+    output_gradient, stacked = _common_precision(output_gradient, stacked)
+    return output_gradient.reshape(steps * rows, out).t() @ stacked  # out x in
+
+
+def _memory_gradient(
+    context_gradient: torch.Tensor, weights: list[torch.Tensor]
+) -> torch.Tensor:
+    """sum_t a_t^T dcontext_t per sentence: context_gradient steps x batch x
+    2*hidden, weights batch x src_len."""
+    stacked = torch.stack(weights, dim=2)  # batch x src_len x steps
+    stacked, context_gradient = _common_precision(stacked, context_gradient)
+    # batch x src_len x 2*hidden
+    return torch.bmm(stacked, context_gradient.transpose(0, 1))
+
+
+def _common_precision(
+    first: torch.Tensor, second: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both in the wider of their types: under autocast (mixed precision) a
+    loop's operands and gradients come in float32 and 16-bit types mixed."""
+    dtype = torch.promote_types(first.dtype, second.dtype)
+    return first.to(dtype), second.to(dtype)
+
+
+class _LoopGradient(torch.autograd.Function):
+    """Passes ``carrier`` on unchanged; its backward pass also returns the
+    gradient of ``shared``, the operand every step of a loop used untracked:
+    ``gradient(carrier's gradient, collected)``, where the carrier's gradient
+    holds each step's output gradient (steps x ...) and ``collected`` each
+    step's other operand, filled in as the loop ran."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        carrier: torch.Tensor,  # steps x batch x out
+        shared: torch.Tensor,
+        collected: list[torch.Tensor],
+        gradient: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor],
+    ) -> torch.Tensor:
+        ctx.collected = collected
+        ctx.gradient = gradient
+        return carrier.view_as(carrier)
+
+    @staticmethod
+    def backward(
+        ctx: Any, carrier_gradient: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        shared_gradient = ctx.gradient(carrier_gradient, ctx.collected)
+        return carrier_gradient, shared_gradient, None, None
