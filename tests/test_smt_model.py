@@ -420,6 +420,7 @@ def test_a_model_directory_refuses_other_training_data(trained, tmp_path):
     make_prepared(other, all_pairs()[200:260], dev=all_pairs()[260:270])
     with pytest.raises(MtcError, match="trained on other data"):
         train_smt(other, root / "model", SMTConfig(**SMALL))
+    assert (root / "model" / "model.json").is_file()  # the refused run changed nothing
 
 
 def test_cli_checks_output_paths_before_translating(trained, tmp_path, capsys):
@@ -437,3 +438,15 @@ def test_cli_checks_output_paths_before_translating(trained, tmp_path, capsys):
         code, _, err = _cli(["translate", root / "model", "-i", source, *extra], capsys)
         assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "same").exists()
+
+
+def test_the_trace_of_a_long_line_gives_positions_in_the_whole_line(trained):
+    root, held_out, _ = trained
+    translator = SMTTranslator.load(root / "model")
+    line = " ".join([held_out[0][0]] * 20)  # 160 tokens: two chunks of at most 100
+    (entries,) = translator.translate_nbest([line], 1)
+    spans = [part.strip("|") for part in entries[0].trace.split() if part.startswith("|")]
+    covered = sorted(
+        i for span in spans for i in range(int(span.split("-")[0]), int(span.split("-")[1]) + 1)
+    )
+    assert covered == list(range(len(translator.source_preprocessor.encode(line))))

@@ -203,7 +203,6 @@ def train_smt(
     src_lang, tgt_lang = prepared_languages(prepared_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_or_check_config(out_dir, config)
-    (out_dir / MODEL_INFO).unlink(missing_ok=True)  # incomplete until rewritten
     logger.info(
         "training SMT %s->%s into %s with %s", src_lang, tgt_lang, out_dir, config
     )
@@ -222,6 +221,7 @@ def train_smt(
             "sides; prepare a corpus with training data"
         )
     _check_training_data(out_dir, prepared_dir, (src_lang, tgt_lang), source, target)
+    (out_dir / MODEL_INFO).unlink(missing_ok=True)  # incomplete until rewritten
 
     phrase_table_path = out_dir / PHRASE_TABLE_FILE
     reordering_path = out_dir / REORDERING_TABLE_FILE
@@ -689,7 +689,15 @@ class SMTTranslator:
         ) or (0.0,) * len(FEATURE_NAMES)
         joined = Translation(words, sum(t.score for t in translations), [], features)
         entry = self._entry(joined)
-        trace = " ".join(format_trace(t) for t in translations)
+        # chunk k starts at token k * max_input_length of the line
+        size = self.config.max_input_length
+        trace = " ".join(
+            format_trace(dataclasses.replace(translation, phrases=[
+                (start + number * size, end + number * size, target)
+                for start, end, target in translation.phrases
+            ]))
+            for number, translation in enumerate(translations)
+        )
         return NBestEntry(entry.text, entry.score, entry.features, trace)
 
 
