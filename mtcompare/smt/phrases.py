@@ -179,10 +179,7 @@ class PhraseTable:
         """
         start = time.monotonic()
         path = Path(path)
-        if sources is None:
-            lines = _read_text_lines(path)
-        else:
-            lines = _lines_of_sources(path, _as_set(sources))
+        lines = table_lines(path, sources)
         reader = _MosesReader()
         entries: dict[Phrase, list[PhraseEntry]] = {}
         with _garbage_collection_paused():
@@ -984,6 +981,15 @@ def _garbage_collection_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def table_lines(
+    path: Path, sources: Collection[Phrase] | None
+) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a Moses table, only those of ``sources`` if given."""
+    if sources is None:
+        return _read_text_lines(path)
+    return _lines_of_sources(path, _as_set(sources))
 
 
 def _read_text_lines(path: Path) -> Iterator[tuple[int, str]]:

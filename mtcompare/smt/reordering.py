@@ -339,19 +339,11 @@ class ReorderingTable:
         """
         # phrases.py builds reordering tables with this module, so its file
         # helpers are imported when first needed rather than at import time
-        from mtcompare.smt.phrases import (
-            _as_set,
-            _garbage_collection_paused,
-            _lines_of_sources,
-            _read_text_lines,
-        )
+        from mtcompare.smt.phrases import _garbage_collection_paused, table_lines
 
         start = time.monotonic()
         path = Path(path)
-        if sources is None:
-            lines = _read_text_lines(path)
-        else:
-            lines = _lines_of_sources(path, _as_set(sources))
+        lines = table_lines(path, sources)
         with _garbage_collection_paused():
             groups, probabilities = _read_groups(lines, path)
             table = cls.from_groups(
