@@ -156,7 +156,8 @@ class Option(NamedTuple):
 
 
 # A hypothesis: (score + future cost, score, coverage, start and end of its
-# last phrase, LM state, previous hypothesis, option of its last phrase).
+# last phrase, LM state, previous hypothesis, option of its last phrase, and
+# for n-best lists the hypotheses it recombined, else None).
 Hypothesis = tuple
 NO_HYPOTHESIS: Hypothesis = ()
 NO_REORDERING = (0.0, 0.0, 0.0)
@@ -639,17 +640,20 @@ class _Search:
         ]
         self.floors = [-math.inf] * (self.length + 1)
         self.future_by_coverage: dict[int, float] = {}
+        self.options = options
+        self.columns: dict[tuple[int, int], list[float]] = {}  # see column_estimates
         # LM scores given a state, of a phrase's head and of single words,
         # shared by all the sentences a decoder translates
         self.head_cache, self.word_cache = decoder.lm_caches()
-        # for n-best lists: id(winner) -> (winner, hypotheses it recombined)
-        self.arcs: dict[int, tuple[Hypothesis, list[Hypothesis]]] | None = (
-            {} if keep_arcs else None
-        )
+        # for n-best lists every hypothesis keeps those it recombined (its arcs)
+        self.keep_arcs = keep_arcs
 
     def run(self) -> None:
         state = self.language_model.initial_state()
-        initial = (self.future_of(0), 0.0, 0, 0, 0, state, NO_HYPOTHESIS, START_OPTION)
+        initial = (
+            self.future_of(0), 0.0, 0, 0, 0, state, NO_HYPOTHESIS, START_OPTION,
+            [] if self.keep_arcs else None,
+        )
         self.stacks[0][(0, 0, state)] = initial
         if self.config.pop_limit:
             self.run_cube_pruning()
@@ -692,6 +696,7 @@ class _Search:
         """Edges from the groups of ``hypotheses`` with equal coverage to every
         span each group may translate next, filed under the stack they fill."""
         limit = self.config.distortion_limit
+        distortion_weight = self.config.weights.distortion
         groups: dict[int, list[Hypothesis]] = {}
         for hypothesis in hypotheses:  # best first, so every group is too
             groups.setdefault(hypothesis[2], []).append(hypothesis)
@@ -705,6 +710,8 @@ class _Search:
                 allowed = [h for h in group if limit == 0 or abs(start - h[4]) <= limit]
                 if not allowed:
                     continue
+                # a row's part of a cell's estimate: the score after the jump
+                rows = [h[1] - distortion_weight * abs(start - h[4]) for h in allowed]
                 for end, mask, span_options in self.spans_from[start]:
                     if coverage & mask:
                         break
@@ -712,51 +719,57 @@ class _Search:
                         break
                     future = self.future_of(coverage | mask)
                     edges_into[covered + end - start].append(
-                        (allowed, span_options, start, end, mask, future)
+                        (allowed, rows, span_options, self.column_estimates(start, end),
+                         start, end, mask, future)
                     )
 
+    def column_estimates(self, start: int, end: int) -> list[float]:
+        """A column's part of a cell's estimate: each option's context-free score."""
+        found = self.columns.get((start, end))
+        if found is None:
+            lm_weight = self.config.weights.language_model
+            found = self.columns[(start, end)] = [
+                option.static_score + lm_weight * option.lm_estimate
+                for option in self.options[(start, end)]
+            ]
+        return found
+
     def fill_from_edges(self, stack_index: int, edges: list[tuple]) -> None:
-        """Pop up to ``pop_limit`` cells of ``edges``, best estimate first, into the stack."""
-        weights = self.config.weights
-        lm_weight, distortion_weight = weights.language_model, weights.distortion
-        queue: list[tuple[float, int, int, int]] = []
+        """Pop up to ``pop_limit`` cells of ``edges``, best estimate first, into the stack.
 
-        def estimate(edge: tuple, row: int, column: int) -> float:
-            hypotheses, span_options, start, _, _, future = edge
-            option = span_options[column]
-            return (
-                hypotheses[row][1]
-                - distortion_weight * abs(start - hypotheses[row][4])
-                + option.static_score
-                + lm_weight * option.lm_estimate
-                + future
-            )
-
-        for number, edge in enumerate(edges):
-            queue.append((-estimate(edge, 0, 0), number, 0, 0))
+        A cell's estimate is its row's score after the jump plus its column's
+        context-free option score plus the edge's future cost; each popped
+        cell is scored exactly by :meth:`add_extension`.
+        """
+        queue: list[tuple[float, int, int, int]] = [
+            (-(edge[1][0] + edge[3][0] + edge[7]), number, 0, 0)
+            for number, edge in enumerate(edges)
+        ]
         heapq.heapify(queue)
         seen = {(number, 0, 0) for number in range(len(edges))}
         pops = self.config.pop_limit
+        add_extension = self.add_extension
         while queue and pops:
             pops -= 1
             _, number, row, column = heapq.heappop(queue)
-            edge = edges[number]
-            hypotheses, span_options, start, end, mask, future = edge
-            self.add_extension(
+            hypotheses, rows, span_options, columns, start, end, mask, future = edges[number]
+            add_extension(
                 hypotheses[row], start, end, mask, span_options[column], stack_index, future
             )
-            for next_row, next_column in ((row + 1, column), (row, column + 1)):
-                if (
-                    next_row < len(hypotheses)
-                    and next_column < len(span_options)
-                    and (number, next_row, next_column) not in seen
-                ):
-                    seen.add((number, next_row, next_column))
-                    heapq.heappush(
-                        queue,
-                        (-estimate(edge, next_row, next_column), number, next_row,
-                         next_column),
-                    )
+            next_row = row + 1
+            if next_row < len(rows) and (number, next_row, column) not in seen:
+                seen.add((number, next_row, column))
+                heapq.heappush(
+                    queue, (-(rows[next_row] + columns[column] + future), number,
+                            next_row, column)
+                )
+            next_column = column + 1
+            if next_column < len(columns) and (number, row, next_column) not in seen:
+                seen.add((number, row, next_column))
+                heapq.heappush(
+                    queue, (-(rows[row] + columns[next_column] + future), number,
+                            row, next_column)
+                )
 
     def add_extension(
         self,
@@ -771,44 +784,59 @@ class _Search:
         """Score ``hypothesis`` extended by ``option`` on [start, end) exactly and
         add it to its stack, with recombination and threshold pruning: one cell
         of :meth:`fill_from_edges`, the same sums as the loop of :meth:`expand`."""
-        _, score, coverage, last_start, last_end, lm_state, _, last_option = hypothesis
+        _, score, coverage, last_start, last_end, lm_state, _, last_option, _ = hypothesis
+        (_, static, _, head, tail_score, tail_state, backward, forward, _, _) = option
         weights = self.config.weights
-        orientation = phrase_orientation(last_start, last_end, start, end)
-        head_score, new_state = self.head_cache.get((lm_state, option.lm_head)) or (None, None)
-        if head_score is None:
-            head_score, new_state = self.score_head(lm_state, option.lm_head)
-            self.head_cache[(lm_state, option.lm_head)] = (head_score, new_state)
-        if option.lm_tail_state is not None:
-            new_state = option.lm_tail_state
-        new_score = (
+        lm_weight = weights.language_model
+        # phrase_orientation, written out: this is the cube's hot spot
+        if start == last_end:
+            orientation = MONOTONE
+        elif end == last_start:
+            orientation = SWAP
+        else:
+            orientation = DISCONTINUOUS
+        partial = (
             score
             - weights.distortion * abs(start - last_end)
             + last_option.forward[orientation]
-            + option.static_score
-            + option.backward[orientation]
-            + weights.language_model * (head_score + option.lm_tail_score)
+            + static
+            + backward[orientation]
+            + lm_weight * tail_score
         )
-        estimate = new_score + future
         floor = self.floors[stack_index]
+        if partial + future < floor and lm_weight >= 0:
+            return  # the head's LM log probability is at most 0: it cannot reach the stack
+        lm_key = (lm_state, head)
+        head_result = self.head_cache.get(lm_key)
+        if head_result is None:
+            head_result = self.head_cache[lm_key] = self.score_head(lm_state, head)
+        head_score, new_state = head_result
+        if tail_state is not None:
+            new_state = tail_state
+        new_score = partial + lm_weight * head_score
+        estimate = new_score + future
         if estimate < floor:
             return
         if estimate - self.config.beam_threshold > floor:
             self.floors[stack_index] = estimate - self.config.beam_threshold
         new_coverage = coverage | mask
         if self.use_reordering:
-            key = (new_coverage, end, new_state, start, option.forward)
+            key = (new_coverage, end, new_state, start, forward)
         else:
             key = (new_coverage, end, new_state)
         stack = self.stacks[stack_index]
-        new = (estimate, new_score, new_coverage, start, end, new_state, hypothesis, option)
         existing = stack.get(key)
         if existing is not None and existing[1] >= new_score:
-            if self.arcs is not None:
-                self.add_arc(existing, new)
+            if self.keep_arcs:  # the loser stays as another way into the winner's state
+                existing[8].append((estimate, new_score, new_coverage, start, end,
+                                    new_state, hypothesis, option, None))
             return
-        stack[key] = new
-        if existing is not None and self.arcs is not None:
-            self.replace_winner(existing, new)
+        stack[key] = new = (
+            estimate, new_score, new_coverage, start, end, new_state, hypothesis, option,
+            [] if self.keep_arcs else None,
+        )
+        if existing is not None and self.keep_arcs:
+            recombine(existing, new)
 
     def future_of(self, coverage: int) -> float:
         """Sum of the future cost of every maximal uncovered run of words."""
@@ -844,12 +872,12 @@ class _Search:
 
     def expand(self, hypothesis: Hypothesis, covered: int) -> None:
         """Add every allowed extension of ``hypothesis`` to its stack."""
-        _, score, coverage, last_start, last_end, lm_state, _, last_option = hypothesis
+        _, score, coverage, last_start, last_end, lm_state, _, last_option, _ = hypothesis
         limit = self.config.distortion_limit
         distortion_weight = self.config.weights.distortion
         lm_weight = self.config.weights.language_model
         use_reordering = self.use_reordering
-        arcs = self.arcs
+        keep_arcs = self.keep_arcs
         previous_forward = last_option.forward
         first_gap = (~coverage & (coverage + 1)).bit_length() - 1
         lowest = max(first_gap, last_end - limit)
@@ -913,36 +941,20 @@ class _Search:
                         key = (new_coverage, end, new_state)
                     existing = stack.get(key)
                     if existing is not None and existing[1] >= new_score:
-                        if arcs is not None:
-                            self.add_arc(existing, (
+                        if keep_arcs:
+                            existing[8].append((
                                 estimate, new_score, new_coverage, start, end,
-                                new_state, hypothesis, option,
+                                new_state, hypothesis, option, None,
                             ))
                         continue
-                    new = (
+                    stack[key] = new = (
                         estimate, new_score, new_coverage, start, end,
-                        new_state, hypothesis, option,
+                        new_state, hypothesis, option, [] if keep_arcs else None,
                     )
-                    stack[key] = new
-                    if existing is not None and arcs is not None:
-                        self.replace_winner(existing, new)
+                    if existing is not None and keep_arcs:
+                        recombine(existing, new)
                 if len(stack) > 2 * self.config.stack_size:
                     self.shrink(stack_index)
-
-    def add_arc(self, winner: Hypothesis, loser: Hypothesis) -> None:
-        """Keep a recombined hypothesis as another way into ``winner``'s state."""
-        assert self.arcs is not None
-        entry = self.arcs.get(id(winner))
-        if entry is None:
-            self.arcs[id(winner)] = (winner, [loser])
-        else:
-            entry[1].append(loser)
-
-    def replace_winner(self, old: Hypothesis, new: Hypothesis) -> None:
-        """``new`` beat ``old`` in recombination: old and its arcs become new's."""
-        assert self.arcs is not None
-        _, losers = self.arcs.pop(id(old), (old, []))
-        self.arcs[id(new)] = (new, [old, *losers])
 
     def score_head(
         self, state: LMState, head: tuple[str, ...]
@@ -998,7 +1010,7 @@ class _Search:
         ]
         if not finals:
             raise RuntimeError("stack decoding ended without a complete hypothesis")
-        if size == 1 or self.arcs is None:
+        if size == 1 or not self.keep_arcs:
             total, best = max(finals, key=lambda pair: pair[0])
             return [(total, _phrases_of(_chain_from([best])))]
 
@@ -1008,8 +1020,15 @@ class _Search:
         # A popped path pushes its next sibling (rank + 1) and, at each later
         # index, its own best detour (rank 0), so the queue grows by about
         # the path length per pop instead of by every arc.
-        arcs = {key: sorted(losers, key=_by_score, reverse=True)
-                for key, (_, losers) in self.arcs.items()}
+        sorted_arcs: dict[int, list[Hypothesis]] = {}  # id(winner) -> arcs, best first
+
+        def arcs_of(winner: Hypothesis) -> list[Hypothesis]:
+            found = sorted_arcs.get(id(winner))
+            if found is None:
+                found = sorted_arcs[id(winner)] = sorted(winner[8] or (), key=_by_score,
+                                                         reverse=True)
+            return found
+
         queue: list[tuple] = []
         order = 0
         for total, final in finals:
@@ -1029,7 +1048,7 @@ class _Search:
                 chain = _chain_from(base)
             else:
                 winner = base[index]
-                siblings = arcs[id(winner)]
+                siblings = arcs_of(winner)
                 chain = _chain_from(base[:index] + [siblings[rank]])
                 if rank + 1 < len(siblings):
                     sibling_total = total - siblings[rank][1] + siblings[rank + 1][1]
@@ -1043,12 +1062,18 @@ class _Search:
                 seen.add(words)
                 results.append((total, phrases))
             for later in range(index + 1 if rank >= 0 else 0, len(chain)):
-                best_detour = arcs.get(id(chain[later]))
+                best_detour = arcs_of(chain[later])
                 if best_detour:
                     detour_total = total - chain[later][1] + best_detour[0][1]
                     heapq.heappush(queue, (-detour_total, order, chain, later, 0))
                     order += 1
         return results
+
+
+def recombine(old: Hypothesis, new: Hypothesis) -> None:
+    """``new`` beat ``old`` in recombination: old and its arcs become new's."""
+    new[8].append(old)
+    new[8].extend(old[8])
 
 
 def _chain_from(chosen: list[Hypothesis]) -> list[Hypothesis]:
