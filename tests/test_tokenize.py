@@ -146,3 +146,46 @@ def test_no_capitals_added_where_the_language_has_none():
     assert not pre.capitalized_starts
     assert pre.decode(["gibo", "namo", "."]) == "gibo namo."
     assert Preprocessor.train("en", ENGLISH).capitalized_starts
+
+
+# Verses that continue the sentence of the line before start in lower case.
+VERSES = [
+    "In the beginning the king spoke.",
+    "who made the city and its gates,",
+    "who gave them water.",
+    "Who is this man?",
+    "and they slept.",
+    "And the city was quiet.",
+    "and the gates were shut.",
+    "and the king went home.",
+    "The people went home.",
+    "The king slept.",
+    "In the morning they rose.",
+]
+
+
+def test_learned_lowercase_line_starts():
+    # "who": 2 lower, 1 capitalised; "and": 3 lower, 1 capitalised; "the" and
+    # "in" only capitalised; more lines start capitalised (6) than not (5)
+    verses = Preprocessor.train("en", VERSES)
+    assert verses.lowercase_line_starts == {"who", "and"}
+    assert verses.decode(verses.encode("and the city slept.")) == "and the city slept."
+    assert verses.decode(["who", "is", "this", "?"]) == "who is this?"
+    assert verses.decode(verses.encode("the king slept.")) == "The king slept."
+    # later sentences of the line are capitalised as before
+    assert verses.decode(["the", "king", "slept", ".", "and", "so", "."]) == (
+        "The king slept. And so."
+    )
+
+
+def test_too_few_lowercase_line_starts_are_not_learned():
+    verses = Preprocessor.train("en", ["who went home.", "The king slept."])
+    assert verses.lowercase_line_starts == frozenset()
+    assert verses.decode(["who", "went", "home", "."]) == "Who went home."
+
+
+def test_lowercase_line_starts_survive_save_and_load(tmp_path):
+    verses = Preprocessor.train("en", VERSES)
+    path = tmp_path / "preprocess.en.json"
+    verses.save(path)
+    assert Preprocessor.load(path).lowercase_line_starts == {"who", "and"}

@@ -79,6 +79,7 @@ from mtcompare.smt.phrases import (
     build_phrase_table,
 )
 from mtcompare.smt.reordering import ReorderingTable
+from mtcompare.smt.smoothing import PHRASE_SMOOTHING
 from mtcompare.smt.symmetrize import HEURISTICS
 from mtcompare.translator import MODEL_INFO, NBestEntry, read_model_info, write_model_info
 
@@ -124,6 +125,7 @@ class SMTConfig:
     symmetrization: str = "grow-diag-final-and"
     reordering: str = "msd-bidirectional-fe"
     phrase_limit: int = 20
+    phrase_smoothing: str = "none"  # or kneser-ney (Foster et al. 2006)
     distortion_limit: int = 6
     stack_size: int = 50
     beam_threshold: float = 10.0
@@ -172,6 +174,7 @@ class SMTConfig:
             ("symmetrization", HEURISTICS),
             ("alignment_model", ALIGNMENT_MODELS),
             ("reordering", REORDERING_MODELS),
+            ("phrase_smoothing", PHRASE_SMOOTHING),
         ):
             if getattr(self, name) not in valid:
                 problems.append(
@@ -787,11 +790,13 @@ def _build_tables(
         table, reordering = build_phrase_and_reordering_tables(
             source, target, alignments,
             max_length=config.max_phrase_length, limit=config.phrase_limit,
+            smoothing=config.phrase_smoothing,
         )
     else:
         table = build_phrase_table(
             source, target, alignments,
             max_length=config.max_phrase_length, limit=config.phrase_limit,
+            smoothing=config.phrase_smoothing,
         )
     if reordering is not None:
         reordering.write_moses(out_dir / REORDERING_TABLE_FILE)

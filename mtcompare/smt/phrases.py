@@ -15,6 +15,9 @@ extracted occurrence counts once, and
 
     phi(t | s) = count(s, t) / count(s)        phi(s | t) = count(s, t) / count(t)
 
+or, with ``smoothing="kneser-ney"``, these relative frequencies discounted as
+in :mod:`mtcompare.smt.smoothing`.
+
 The lexical weight checks how well the words of a pair translate each other:
 
     lex(t | s, a) = prod_j  1 / |{i : (i, j) in a}|  *  sum_{(i, j) in a} w(t_j | s_i)
@@ -64,6 +67,7 @@ from mtcompare.smt.reordering import (
     smoothed_probabilities,
     word_orientations,
 )
+from mtcompare.smt.smoothing import smoothed_phrase_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -361,14 +365,18 @@ def build_phrase_table(
     alignments: Sequence[set[tuple[int, int]]],
     max_length: int = 7,
     limit: int | None = 20,
+    smoothing: str = "none",
 ) -> PhraseTable:
     """Extract and score all phrase pairs; keep the best ``limit`` per source phrase.
 
     ``limit=None`` keeps every pair. Pruning happens after scoring, so counts
-    and probabilities are those of the full extraction.
+    and probabilities are those of the full extraction. ``smoothing`` is
+    "none" (relative frequencies) or "kneser-ney" (see
+    :mod:`mtcompare.smt.smoothing`).
     """
     phrase_table, _ = _build_tables(
-        source_corpus, target_corpus, alignments, max_length, limit, reordering=False
+        source_corpus, target_corpus, alignments, max_length, limit, smoothing,
+        reordering=False,
     )
     return phrase_table
 
@@ -379,6 +387,7 @@ def build_phrase_and_reordering_tables(
     alignments: Sequence[set[tuple[int, int]]],
     max_length: int = 7,
     limit: int | None = 20,
+    smoothing: str = "none",
 ) -> tuple[PhraseTable, ReorderingTable]:
     """``build_phrase_table`` plus the msd-bidirectional-fe reordering table.
 
@@ -387,7 +396,8 @@ def build_phrase_and_reordering_tables(
     holds exactly the pairs the (pruned) phrase table keeps.
     """
     return _build_tables(
-        source_corpus, target_corpus, alignments, max_length, limit, reordering=True
+        source_corpus, target_corpus, alignments, max_length, limit, smoothing,
+        reordering=True,
     )
 
 
@@ -397,6 +407,7 @@ def _build_tables(
     alignments: Sequence[set[tuple[int, int]]],
     max_length: int,
     limit: int | None,
+    smoothing: str,
     reordering: bool,
 ) -> tuple[PhraseTable, ReorderingTable]:
     """The phrase table and, if ``reordering`` is set, the reordering table.
@@ -424,12 +435,15 @@ def _build_tables(
         lexical_weights = _lexical_weights(
             pairs, vocabulary, direct_lexicon, inverse_lexicon
         )
-        kept = _kept_pairs(pairs, lexical_weights, limit)
+        probabilities = smoothed_phrase_probabilities(
+            pairs.source_ids, pairs.target_ids, pairs.counts, smoothing
+        )
+        kept = _kept_pairs(pairs, probabilities, lexical_weights, limit)
         reordering_table = ReorderingTable()
         if reordering:
             reordering_table = _make_reordering_table(pairs, vocabulary, kept)
             pairs.orientation_counts = None  # free them before the phrase table is made
-        table = _make_table(pairs, vocabulary, lexical_weights, kept)
+        table = _make_table(pairs, vocabulary, probabilities, lexical_weights, kept)
     logger.info(
         "scored %s phrase pairs for %s source phrases in %.1f s; kept %s "
         "phrase-table entries (limit %s per source phrase)",
@@ -708,6 +722,7 @@ def _lexical_weight(
 
 def _kept_pairs(
     pairs: _PairCounts,
+    probabilities: tuple[np.ndarray, np.ndarray],
     lexical_weights: tuple[np.ndarray, np.ndarray],
     limit: int | None,
 ) -> np.ndarray:
@@ -716,7 +731,7 @@ def _kept_pairs(
     This is the order PhraseTable keeps its translations in.
     """
     _, direct_weights = lexical_weights
-    direct_probabilities = pairs.counts / pairs.source_counts  # (n_pairs,) phi(tgt|src)
+    _, direct_probabilities = probabilities  # (n_pairs,) phi(tgt|src)
     order = np.lexsort((-direct_weights, -direct_probabilities, pairs.source_ids))
     if limit is not None:
         order = order[_rank_within_groups(pairs.source_ids[order]) < limit]
@@ -761,14 +776,13 @@ def _make_reordering_table(
 def _make_table(
     pairs: _PairCounts,
     vocabulary: _PhraseVocabulary,
+    probabilities: tuple[np.ndarray, np.ndarray],
     lexical_weights: tuple[np.ndarray, np.ndarray],
     kept: np.ndarray,
 ) -> PhraseTable:
     """Turn the ``kept`` rows of the scored pairs into PhraseEntry lists, in order."""
     inverse_weights, direct_weights = lexical_weights
-    counts = pairs.counts.astype(np.float64)
-    inverse_probabilities = counts / pairs.target_counts  # (n_pairs,) phi(src|tgt)
-    direct_probabilities = counts / pairs.source_counts  # (n_pairs,) phi(tgt|src)
+    inverse_probabilities, direct_probabilities = probabilities  # phi(s|t), phi(t|s)
     columns = (
         pairs.source_ids,
         pairs.target_ids,
