@@ -8,8 +8,10 @@ Translation*, 2010, chapters 4-6 and 9) on a prepared directory:
    its Viterbi word alignment;
 2. symmetrisation of the two alignments (Och & Ney 2003; by default
    grow-diag-final-and, Koehn et al. 2003);
-3. phrase extraction and scoring into a Moses phrase table, and with it the
-   lexicalised msd-bidirectional-fe reordering table (Koehn et al. 2005);
+3. phrase extraction and scoring into a Moses phrase table (phrase
+   probabilities smoothed by Kneser-Ney discounting, Foster et al. 2006), and
+   with it the lexicalised msd-bidirectional-fe reordering table (Koehn et
+   al. 2005);
 4. an interpolated modified Kneser–Ney 5-gram language model on the target
    side;
 5. tuning of the feature weights by MERT (Och 2003) on the prepared dev set,
@@ -25,6 +27,8 @@ presence means the model directory is complete::
     phrase-table.gz             Moses format
     reordering-table.gz         Moses format, msd-bidirectional-fe
     lm.arpa.gz                  ARPA, log10
+    source-vocabulary.tsv       training source words and counts, for the
+                                stand-ins of unknown words
     weights.json                tuned weights and the tuning history
     tuning/                     MERT's state, for resuming
     preprocess.{lang}.json      copied from the prepared directory
@@ -33,7 +37,9 @@ presence means the model directory is complete::
 ``SMTTranslator`` loads such a directory and translates raw lines: the shared
 preprocessor tokenises and truecases, the phrase-table and reordering-table
 entries of the input's source phrases are read (only those, as Moses filters
-a table for its test set), the stack decoder translates with the tuned
+a table for its test set; an unknown word of a known stem borrows that
+word's entries, see :mod:`mtcompare.smt.unknown_words`), the stack decoder
+translates with the tuned
 weights (in worker processes for more than a few lines), the target
 preprocessor recases and detokenises. Lines longer than ``max_input_length``
 tokens are decoded in chunks of that length, so no input can make decoding
@@ -81,6 +87,7 @@ from mtcompare.smt.phrases import (
 from mtcompare.smt.reordering import ReorderingTable
 from mtcompare.smt.smoothing import PHRASE_SMOOTHING
 from mtcompare.smt.symmetrize import HEURISTICS
+from mtcompare.smt.unknown_words import StandIns
 from mtcompare.translator import MODEL_INFO, NBestEntry, read_model_info, write_model_info
 
 logger = logging.getLogger(__name__)
@@ -89,6 +96,7 @@ CONFIG_FILE = "config.json"
 PHRASE_TABLE_FILE = "phrase-table.gz"
 LM_FILE = "lm.arpa.gz"
 REORDERING_TABLE_FILE = "reordering-table.gz"
+SOURCE_VOCABULARY_FILE = "source-vocabulary.tsv"  # for unknown words' stand-ins
 WEIGHTS_FILE = "weights.json"
 TUNING_DIR = "tuning"
 TUNING_FINISHED = "finished"
@@ -106,6 +114,8 @@ LEGACY_SETTINGS = {
     "alignment_model": "ibm1",
     "reordering": "distance",
     "tune": False,
+    "phrase_smoothing": "none",
+    "unknown_word_stand_ins": False,
 }
 # Settings that only tuning reads: changing them keeps the trained tables.
 TUNING_SETTINGS = ("tune", "tune_nbest", "tune_iterations", "tune_seed", "tune_sentences")
@@ -125,7 +135,8 @@ class SMTConfig:
     symmetrization: str = "grow-diag-final-and"
     reordering: str = "msd-bidirectional-fe"
     phrase_limit: int = 20
-    phrase_smoothing: str = "none"  # or kneser-ney (Foster et al. 2006)
+    phrase_smoothing: str = "kneser-ney"  # or none (Foster et al. 2006)
+    unknown_word_stand_ins: bool = True  # see mtcompare.smt.unknown_words
     distortion_limit: int = 6
     stack_size: int = 50
     beam_threshold: float = 10.0
@@ -237,6 +248,10 @@ def train_smt(
         with _timed(seconds, "phrase_tables", out_dir):
             _build_tables(source, target, alignments, config, out_dir)
         del alignments
+
+    vocabulary_path = out_dir / SOURCE_VOCABULARY_FILE
+    if config.unknown_word_stand_ins and not _reuse(vocabulary_path):
+        StandIns.from_corpus(source).save(vocabulary_path)
 
     lm_path = out_dir / LM_FILE
     if not _reuse(lm_path):
@@ -478,6 +493,8 @@ def _write_smt_model_info(
              f"preprocess.{src_lang}.json", f"preprocess.{tgt_lang}.json"]
     if config.reordering == "msd-bidirectional-fe":
         files.append(REORDERING_TABLE_FILE)
+    if config.unknown_word_stand_ins:
+        files.append(SOURCE_VOCABULARY_FILE)
     if (out_dir / WEIGHTS_FILE).is_file():
         files.append(WEIGHTS_FILE)
     write_model_info(
@@ -519,6 +536,7 @@ class SMTTranslator:
         config: SMTConfig,
         weights: DecoderWeights,
         processes: int = 2,
+        stand_ins: StandIns | None = None,
     ) -> None:
         self.phrase_table_path = Path(model_dir) / PHRASE_TABLE_FILE
         self.phrase_table = PhraseTable()  # the entries read so far
@@ -538,6 +556,7 @@ class SMTTranslator:
         self.target_preprocessor = target_preprocessor
         self.config = config
         self.processes = processes
+        self.stand_ins = stand_ins  # None: unknown words are copied
 
     @classmethod
     def load(
@@ -587,17 +606,23 @@ class SMTTranslator:
                     "run 'mtcompare train smt' (it resumes an interrupted training)"
                 )
         config = config or _read_config(config_path)
-        reordering_path = model_dir / REORDERING_TABLE_FILE
-        if config.reordering == "msd-bidirectional-fe" and not reordering_path.is_file():
-            raise MtcError(
-                f"{model_dir}: no {reordering_path.name}, so the SMT model is "
-                "incomplete; run 'mtcompare train smt' (it resumes)"
-            )
+        for wanted, path in (
+            (config.reordering == "msd-bidirectional-fe", model_dir / REORDERING_TABLE_FILE),
+            (config.unknown_word_stand_ins, model_dir / SOURCE_VOCABULARY_FILE),
+        ):
+            if wanted and not path.is_file():
+                raise MtcError(
+                    f"{model_dir}: no {path.name}, so the SMT model is "
+                    "incomplete; run 'mtcompare train smt' (it resumes)"
+                )
         started = time.monotonic()
         with _damaged_model_hint():
             language_model = NGramLanguageModel.read_arpa(model_dir / LM_FILE)
         source_pre = Preprocessor.load(model_dir / f"preprocess.{languages[0]}.json")
         target_pre = Preprocessor.load(model_dir / f"preprocess.{languages[1]}.json")
+        stand_ins = None
+        if config.unknown_word_stand_ins:
+            stand_ins = StandIns.load(model_dir / SOURCE_VOCABULARY_FILE)
         weights = config.weights
         if tuned and (model_dir / WEIGHTS_FILE).is_file():
             weights = _read_tuned_weights(model_dir / WEIGHTS_FILE)
@@ -610,7 +635,8 @@ class SMTTranslator:
             "tuned" if weights is not config.weights else "untuned",
         )
         return cls(
-            model_dir, language_model, source_pre, target_pre, config, weights, processes
+            model_dir, language_model, source_pre, target_pre, config, weights, processes,
+            stand_ins,
         )
 
     def translate(self, lines: Sequence[str]) -> list[str]:
@@ -642,7 +668,11 @@ class SMTTranslator:
         return outputs
 
     def read_tables_for(self, chunks: Sequence[Sequence[str]]) -> None:
-        """Add the table entries of every n-gram of ``chunks`` not read for before."""
+        """Add the table entries of every n-gram of ``chunks`` not read for before.
+
+        An unknown word with a stand-in (see :mod:`mtcompare.smt.unknown_words`)
+        gets the stand-in's entries, read in the same pass.
+        """
         longest = self.config.max_phrase_length
         missing = {
             tuple(chunk[start:end])
@@ -653,17 +683,32 @@ class SMTTranslator:
         missing -= self._phrases_read
         if not missing:
             return
+        stand_ins = {}
+        if self.stand_ins is not None:
+            new_chunks = (chunk for chunk in chunks if any((w,) in missing for w in chunk))
+            stand_ins = self.stand_ins.stand_ins(new_chunks)
+        wanted = missing | {(word,) for word in stand_ins.values()}
         with _damaged_model_hint():
             entries = PhraseTable.read_moses(
-                self.phrase_table_path, limit=self.config.phrase_limit, sources=missing
+                self.phrase_table_path, limit=self.config.phrase_limit, sources=wanted
             )
             if self.reordering_table is not None:
                 assert self.reordering_table_path is not None
                 self.reordering_table.update(
-                    ReorderingTable.read_moses(self.reordering_table_path, sources=missing)
+                    ReorderingTable.read_moses(self.reordering_table_path, sources=wanted)
                 )
         self.phrase_table.update(entries)
         self._phrases_read |= missing
+        borrowed = 0
+        for word, stand_in in stand_ins.items():
+            if (word,) in missing and (stand_in,) in self.phrase_table:
+                self.phrase_table.alias((word,), (stand_in,))
+                if self.reordering_table is not None:
+                    self.reordering_table.alias((word,), (stand_in,))
+                borrowed += 1
+        if borrowed:
+            logger.info("%d unknown words borrow the translations of a known word of the "
+                        "same stem", borrowed)
 
     def _encode(self, lines: Sequence[str]) -> tuple[list[list[str]], list[int]]:
         """Tokenised chunks of at most ``max_input_length`` tokens, and per line

@@ -153,6 +153,11 @@ class PhraseTable:
             time.monotonic() - start,
         )
 
+    def alias(self, source: Phrase, known: Phrase) -> None:
+        """Give ``source`` the translations of the ``known`` source phrase."""
+        self.entries[source] = self.entries[known]
+        self.max_source_length = max(self.max_source_length, len(source))
+
     def update(self, other: "PhraseTable") -> None:
         """Add the source phrases of ``other`` with their translations.
 

@@ -283,6 +283,11 @@ class ReorderingTable:
         self._targets = kept
         self._probabilities = self._probabilities[np.array(kept_rows, dtype=np.intp)]
 
+    def alias(self, source: Phrase, known: Phrase) -> None:
+        """Give ``source`` the orientation probabilities of ``known``'s pairs."""
+        if known in self._targets:
+            self._targets[source] = self._targets[known]
+
     def update(self, other: "ReorderingTable") -> None:
         """Add the pairs of ``other``; a source phrase in both gets ``other``'s.
 
