@@ -54,8 +54,22 @@ def decode_lines(data: bytes, source: str) -> list[str]:
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` on success."""
+    """Open a temporary file beside ``path``; rename it onto ``path`` on success.
+
+    A symbolic link is written through: the file it points to is replaced,
+    the link stays. A path that is not a regular file (a terminal, a pipe,
+    ``/dev/stdout``) is written to directly, as there is nothing to rename.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        if path.is_dir():
+            raise MtcError(f"{path}: is a folder; give a file name")
+        binary = "b" in mode
+        with open(path, mode, **({} if binary else {"encoding": "utf-8"})) as stream:
+            yield stream
+        return
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -1,9 +1,13 @@
 """Reading user text and writing outputs atomically."""
 
+import os
+import stat
+import threading
+
 import pytest
 
 from mtcompare.errors import MtcError
-from mtcompare.fileio import atomic_open, read_lines, write_lines
+from mtcompare.fileio import atomic_open, read_lines, write_lines, write_text
 
 
 def test_bom_and_crlf_are_accepted(tmp_path):
@@ -63,3 +67,24 @@ def test_a_file_in_the_folder_path_is_a_clear_error(tmp_path):
     (tmp_path / "afile").write_text("x", encoding="utf-8")
     with pytest.raises(MtcError, match="part of its folder path is a file"):
         write_lines(tmp_path / "afile" / "out.txt", ["x"])
+
+
+def test_a_symbolic_link_is_written_through(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old\n", encoding="utf-8")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text(encoding="utf-8") == "new\n"
+
+
+def test_a_pipe_is_written_to_directly(tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+    write_text(pipe, "through the pipe\n")
+    reader.join(timeout=10)
+    assert received == ["through the pipe\n"]
+    assert stat.S_ISFIFO(pipe.stat().st_mode)  # still a pipe, not a file put in its place

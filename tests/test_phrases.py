@@ -488,3 +488,8 @@ def test_update_adds_source_phrases() -> None:
     table.update(PhraseTable({("el", "perro"): [entry]}))
 
     assert table[("el", "perro")] == [entry] and table.max_source_length == 2
+
+
+def test_a_corpus_without_alignment_links_is_a_clear_error() -> None:
+    with pytest.raises(MtcError, match="no phrase pairs could be extracted from 1 sentence"):
+        build_phrase_and_reordering_tables([["hola"]], [["hello"]], [set()])

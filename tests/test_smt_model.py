@@ -471,3 +471,26 @@ def test_unknown_inflections_borrow_a_known_stem(trained, tmp_path):
     (model / "source-vocabulary.tsv").unlink()  # not needed without stand-ins
     copied = SMTTranslator.load(model).translate([line])[0]
     assert "perros" in copied and "grandes" in copied
+
+
+def test_a_word_with_entries_keeps_them_and_stand_ins_can_be_switched(trained, tmp_path):
+    import shutil
+
+    root, held_out, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    # "perro" left out of the vocabulary would make it borrow from another word
+    vocabulary = model / "source-vocabulary.tsv"
+    lines = vocabulary.read_text(encoding="utf-8").splitlines()
+    vocabulary.write_text(
+        "".join(line + "\n" for line in lines if not line.startswith("perro\t")),
+        encoding="utf-8",
+    )
+    line = "el perro grande ve el gato rojo ."
+    assert SMTTranslator.load(model).translate([line]) == (
+        SMTTranslator.load(root / "model").translate([line])
+    )
+    # only translation reads the setting, so a re-run may switch it off
+    config = SMTConfig(**{**SMALL, "unknown_word_stand_ins": False})
+    train_smt(root / "prep", model, config)
+    assert SMTTranslator.load(model).stand_ins is None

@@ -189,3 +189,16 @@ def test_lowercase_line_starts_survive_save_and_load(tmp_path):
     path = tmp_path / "preprocess.en.json"
     verses.save(path)
     assert Preprocessor.load(path).lowercase_line_starts == {"who", "and"}
+
+
+@pytest.mark.parametrize("value", ['"and"', '{"and": 1}', "[1, 2]", '["And"]'])
+def test_a_damaged_lowercase_line_starts_is_refused(tmp_path, value):
+    path = tmp_path / "preprocess.en.json"
+    Preprocessor.train("en", VERSES).save(path)
+    text = path.read_text(encoding="utf-8")
+    start = text.index('"lowercase_line_starts"')
+    end = text.index("]", start) + 1
+    path.write_text(text[:start] + f'"lowercase_line_starts": {value}' + text[end:],
+                    encoding="utf-8")
+    with pytest.raises(MtcError, match="not a preprocessor file"):
+        Preprocessor.load(path)

@@ -234,7 +234,7 @@ class Preprocessor:
                 },
                 capitalized_starts=bool(record.get("capitalized_starts", True)),
                 # preprocessors saved before this was learned always capitalise
-                lowercase_line_starts=frozenset(record.get("lowercase_line_starts", ())),
+                lowercase_line_starts=_word_set(record.get("lowercase_line_starts", [])),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise MtcError(
@@ -249,6 +249,15 @@ class Preprocessor:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._tokenizer = MosesTokenizer(lang=self.lang)
+
+
+def _word_set(words: object) -> frozenset[str]:
+    """A JSON list of lower-case words as a set; anything else is a TypeError."""
+    if not isinstance(words, list) or not all(
+        isinstance(word, str) and word == word.lower() for word in words
+    ):
+        raise TypeError("lowercase_line_starts must be a list of lower-case words")
+    return frozenset(words)
 
 
 def _restore_apostrophes(tokens: list[str], originals: list[str]) -> list[str]:

@@ -119,6 +119,8 @@ LEGACY_SETTINGS = {
 }
 # Settings that only tuning reads: changing them keeps the trained tables.
 TUNING_SETTINGS = ("tune", "tune_nbest", "tune_iterations", "tune_seed", "tune_sentences")
+# Settings that only translation reads: a re-run may change them too.
+TRANSLATION_SETTINGS = ("unknown_word_stand_ins",)
 # Decode in worker processes only when there are enough lines to pay for them.
 MIN_LINES_FOR_WORKERS = 8
 
@@ -685,8 +687,9 @@ class SMTTranslator:
             return
         stand_ins = {}
         if self.stand_ins is not None:
-            new_chunks = (chunk for chunk in chunks if any((w,) in missing for w in chunk))
-            stand_ins = self.stand_ins.stand_ins(new_chunks)
+            stand_ins = self.stand_ins.stand_ins(
+                phrase[0] for phrase in missing if len(phrase) == 1
+            )
         wanted = missing | {(word,) for word in stand_ins.values()}
         with _damaged_model_hint():
             entries = PhraseTable.read_moses(
@@ -700,11 +703,13 @@ class SMTTranslator:
         self.phrase_table.update(entries)
         self._phrases_read |= missing
         borrowed = 0
-        for word, stand_in in stand_ins.items():
-            if (word,) in missing and (stand_in,) in self.phrase_table:
+        for word, stand_in in sorted(stand_ins.items()):
+            # a word with entries of its own keeps them, whatever the vocabulary says
+            if (word,) not in self.phrase_table and (stand_in,) in self.phrase_table:
                 self.phrase_table.alias((word,), (stand_in,))
                 if self.reordering_table is not None:
                     self.reordering_table.alias((word,), (stand_in,))
+                logger.debug("unknown word %r borrows the translations of %r", word, stand_in)
                 borrowed += 1
         if borrowed:
             logger.info("%d unknown words borrow the translations of a known word of the "
@@ -884,7 +889,8 @@ def _write_or_check_config(out_dir: Path, config: SMTConfig) -> None:
         changed = [
             key
             for key in wanted
-            if wanted[key] != existing.get(key) and key not in TUNING_SETTINGS
+            if wanted[key] != existing.get(key)
+            and key not in TUNING_SETTINGS + TRANSLATION_SETTINGS
         ]
         if changed:
             raise MtcError(

@@ -433,6 +433,11 @@ def _build_tables(
         vocabulary, occurrences = _extract_corpus(
             source_corpus, target_corpus, alignments, max_length, reordering
         )
+        if not len(occurrences.source_ids):
+            raise MtcError(
+                f"no phrase pairs could be extracted from {len(source_corpus):,} sentence "
+                "pairs (the word alignment links no words); train on more pairs"
+            )
 
         start = time.monotonic()
         pairs = _count_pairs(occurrences, vocabulary)
