@@ -927,3 +927,15 @@ def test_cli_exports_attention_as_json(trained_model: Path, tmp_path: Path) -> N
     assert len(record["weights"]) == len(record["target"])
     assert all(len(row) == len(record["source"]) for row in record["weights"])
     assert all(sum(row) == pytest.approx(1.0, abs=1e-5) for row in record["weights"])
+
+
+def test_the_example_config_file_lists_every_default() -> None:
+    import yaml
+
+    from mtcompare.config import build_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "nmt.yaml"
+    assert build_config(NMTConfig, path) == NMTConfig()
+    assert set(yaml.safe_load(path.read_text(encoding="utf-8"))) == set(
+        NMTConfig.__dataclass_fields__
+    )
