@@ -756,20 +756,13 @@ class _Search:
             add_extension(
                 hypotheses[row], start, end, mask, span_options[column], stack_index, future
             )
-            next_row = row + 1
-            if next_row < len(rows) and (number, next_row, column) not in seen:
-                seen.add((number, next_row, column))
-                heapq.heappush(
-                    queue, (-(rows[next_row] + columns[column] + future), number,
-                            next_row, column)
-                )
-            next_column = column + 1
-            if next_column < len(columns) and (number, row, next_column) not in seen:
-                seen.add((number, row, next_column))
-                heapq.heappush(
-                    queue, (-(rows[row] + columns[next_column] + future), number,
-                            row, next_column)
-                )
+            # the cell's neighbours: the next hypothesis, the next option
+            for next_row, next_column in ((row + 1, column), (row, column + 1)):
+                cell = (number, next_row, next_column)
+                if next_row < len(rows) and next_column < len(columns) and cell not in seen:
+                    seen.add(cell)
+                    estimate = rows[next_row] + columns[next_column] + future
+                    heapq.heappush(queue, (-estimate, *cell))
 
     def add_extension(
         self,
