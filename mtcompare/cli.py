@@ -60,11 +60,11 @@ def _fail(message: str, code: int = 2) -> None:
 
 @click.group()
 @click.version_option(__version__, prog_name="mtcompare")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="Debug log output as well.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Phrase-based SMT and LSTM NMT, side by side on one corpus."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S", stream=sys.stderr,
@@ -385,7 +385,7 @@ def lm_ppl(arpa: str, input_path: str) -> None:
 @click.option("-i", "--input", "input_path", type=click.Path(dir_okay=False),
               help="Raw source text, one segment a line (default: stdin).")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
-              help="Where to write translations (default: stdout).")
+              help="Where to write translations (default or '-': stdout).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(min=1),
               help="Decoder processes (SMT) or torch threads (NMT).")
 @click.option("--n-best", "nbest_size", type=click.IntRange(min=1),
@@ -405,6 +405,8 @@ def translate(model: str, input_path: str | None, output_path: str | None,
 
     if (nbest_size is None) != (nbest_path is None):
         raise MtcError("--n-best N and --n-best-out FILE go together; give both")
+    if output_path == "-":
+        output_path = None  # stdout
     _check_output_paths(input_path, output_path, nbest_path, trace_path)
     # A file is read before the (slow) model load, so a bad path fails at once;
     # stdin after it, so an error in the model does not wait for the input.

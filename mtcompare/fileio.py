@@ -57,15 +57,25 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on success.
 
     A symbolic link is written through: the file it points to is replaced,
-    the link stays. A path that is not a regular file (a terminal, a pipe,
-    ``/dev/stdout``) is written to directly, as there is nothing to rename.
+    the link stays. A path that is not a regular file (a terminal, a pipe)
+    or that names a stream (``/dev/stdout``, ``/proc/self/fd/1``, which may
+    lead to a file the shell redirected into) is written to directly: a
+    rename there would replace the shell's file instead of writing into it.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():
-        if path.is_dir():
-            raise MtcError(f"{path}: is a folder; give a file name")
-        binary = "b" in mode
-        with open(path, mode, **({} if binary else {"encoding": "utf-8"})) as stream:
+    if path.is_dir():
+        raise MtcError(f"{path}: is a folder; give a file name")
+    encoding = {} if "b" in mode else {"encoding": "utf-8"}
+    descriptor = _stream_descriptor(path)
+    if descriptor is not None:
+        # a copy of our own descriptor shares its file position with the shell's
+        with os.fdopen(os.dup(descriptor), mode, **encoding) as stream:
+            yield stream
+        return
+    if str(path.absolute()).startswith(("/dev/", "/proc/")) or (
+        path.exists() and not path.is_file()
+    ):
+        with open(path, mode, **encoding) as stream:
             yield stream
         return
     if path.is_symlink():
@@ -87,6 +97,19 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _stream_descriptor(path: Path) -> int | None:
+    """The file descriptor that ``/dev/stdout``, ``/dev/fd/3`` or
+    ``/proc/self/fd/3`` stand for, or None for any other path."""
+    text = str(path.absolute())
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}
+    if text in named:
+        return named[text]
+    for prefix in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+        if text.startswith(prefix) and text[len(prefix):].isdigit():
+            return int(text[len(prefix):])
+    return None
 
 
 @contextlib.contextmanager

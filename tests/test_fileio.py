@@ -88,3 +88,16 @@ def test_a_pipe_is_written_to_directly(tmp_path):
     reader.join(timeout=10)
     assert received == ["through the pipe\n"]
     assert stat.S_ISFIFO(pipe.stat().st_mode)  # still a pipe, not a file put in its place
+
+
+def test_a_stream_path_is_written_in_place_not_renamed_over(tmp_path):
+    # /dev/stdout of a shell redirected into a file leads to that file: a rename
+    # would put a new file in its place and lose what the shell writes around it
+    target = tmp_path / "redirected.txt"
+    with open(target, "w", encoding="utf-8") as shell_stdout:
+        shell_stdout.write("before\n")
+        shell_stdout.flush()
+        write_text(f"/proc/self/fd/{shell_stdout.fileno()}", "written\n")
+        shell_stdout.write("after\n")
+    assert target.read_text(encoding="utf-8").splitlines()[0] == "before"
+    assert "after" in target.read_text(encoding="utf-8")
