@@ -939,3 +939,13 @@ def test_the_example_config_file_lists_every_default() -> None:
     assert set(yaml.safe_load(path.read_text(encoding="utf-8"))) == set(
         NMTConfig.__dataclass_fields__
     )
+
+
+def test_the_long_cpu_preset_loads() -> None:
+    from mtcompare.config import build_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "nmt-long-cpu.yaml"
+    config = build_config(NMTConfig, path)
+    assert (config.vocab_size, config.joint_vocabulary, config.tie_target_embeddings) == (
+        2000, True, True
+    )
