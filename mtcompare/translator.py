@@ -81,6 +81,9 @@ def load_translator(model_dir: str | Path, threads: int = 2, tuned: bool = True)
 
         return SMTTranslator.load(model_dir, processes=threads, tuned=tuned)
     if kind == "nmt":
+        if not tuned:
+            raise MtcError(f"{model_dir}: an NMT model has no untuned weights; --untuned "
+                           "is for SMT models")
         import torch
 
         from mtcompare.nmt.translator import NMTTranslator

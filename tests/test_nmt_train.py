@@ -949,3 +949,8 @@ def test_the_long_cpu_preset_loads() -> None:
     assert (config.vocab_size, config.joint_vocabulary, config.tie_target_embeddings) == (
         2000, True, True
     )
+
+
+def test_untuned_weights_are_an_smt_option(trained_model: Path) -> None:
+    with pytest.raises(MtcError, match="NMT model has no untuned weights"):
+        load_translator(trained_model, tuned=False)
