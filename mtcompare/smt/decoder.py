@@ -89,6 +89,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 from mtcompare.errors import MtcError
 from mtcompare.progress import progress
 from mtcompare.smt.lm import EOS, LMState, NGramLanguageModel
+from mtcompare.smt.reordering import phrase_orientation
 
 if TYPE_CHECKING:
     from mtcompare.smt.phrases import PhraseTable
@@ -102,8 +103,6 @@ UNKNOWN_WORD_PENALTY = -100.0
 LM_CACHE_SIZE = 2_000_000
 # Phrase-table and reordering probabilities are floored before taking logs.
 PROBABILITY_FLOOR = 1e-20
-# Orientations of a phrase with respect to the phrase before it.
-MONOTONE, SWAP, DISCONTINUOUS = 0, 1, 2
 # The reordering model of a phrase pair the reordering table lacks (and of a
 # copied unknown word): every orientation equally likely.
 UNIFORM_ORIENTATION = (1 / 3,) * 6
@@ -258,22 +257,6 @@ class Translation:
     score: float
     phrases: list[tuple[int, int, tuple[str, ...]]]
     features: tuple[float, ...] = ()
-
-
-def phrase_orientation(
-    previous_start: int, previous_end: int, start: int, end: int
-) -> int:
-    """Orientation of the source span [start, end) after [previous_start, previous_end).
-
-    Monotone if it starts where the previous phrase ended, swap if it ends
-    where the previous one started, discontinuous otherwise (Koehn 2010,
-    sec. 5.4.2). The sentence start is the previous phrase (0, 0).
-    """
-    if start == previous_end:
-        return MONOTONE
-    if end == previous_start:
-        return SWAP
-    return DISCONTINUOUS
 
 
 def format_trace(translation: Translation) -> str:
@@ -781,13 +764,7 @@ class _Search:
         (_, static, _, head, tail_score, tail_state, backward, forward, _, _) = option
         weights = self.config.weights
         lm_weight = weights.language_model
-        # phrase_orientation, written out: this is the cube's hot spot
-        if start == last_end:
-            orientation = MONOTONE
-        elif end == last_start:
-            orientation = SWAP
-        else:
-            orientation = DISCONTINUOUS
+        orientation = phrase_orientation(last_start, last_end, start, end)
         partial = (
             score
             - weights.distortion * abs(start - last_end)
@@ -889,13 +866,7 @@ class _Search:
                     break
                 if start != first_gap and end - first_gap > limit:
                     break
-                # phrase_orientation, written out: this loop is the decoder's hot spot
-                if start == last_end:
-                    orientation = MONOTONE
-                elif end == last_start:
-                    orientation = SWAP
-                else:
-                    orientation = DISCONTINUOUS
+                orientation = phrase_orientation(last_start, last_end, start, end)
                 span_base = base + previous_forward[orientation]
                 new_coverage = coverage | mask
                 future = self.future_of(new_coverage)
